@@ -1,0 +1,37 @@
+"""ArcFace identity embedders: insightface arcface_torch IResNet-18/50/100 (``backbone.pth``).
+
+Published files are plain state_dicts of the IResNet module, loaded strictly.
+"""
+
+from ..spec import AccuracyBudget, PixelFormat, Recipe, TensorSpec, Tolerance
+
+#: arcface_torch inference: RGB, (pixel/255 - 0.5) / 0.5.
+PIXELS = PixelFormat(colour="RGB", mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5))
+
+INPUTS = (TensorSpec("input", ("N", 3, 112, 112), "aligned face, RGB, (pixel/255 - 0.5)/0.5 in [-1,1], NCHW"),)
+OUTPUTS = (TensorSpec("embedding", ("N", 512), "un-normalised 512-d feature; L2-normalise for matching"),)
+
+BUDGETS = {
+    "fp16": AccuracyBudget("cosine", 0.999, "cosine of each embedding to the FP32 one"),
+    "int8": AccuracyBudget("cosine", 0.98, "cosine of each embedding to the FP32 one"),
+}
+
+OVERRIDES = (
+    (r"^layer\d\.\d+\.bn3\.weight$", "uniform", 0.1, 0.3),
+    (r"(^|\.)prelu\.weight$", "uniform", 0.1, 0.3),
+)
+
+
+def _recipe(depth: int, atol: float) -> Recipe:
+    return Recipe(
+        name=f"arcface_iresnet{depth}", family="arcface", role="embedder",
+        summary=f"ArcFace IResNet-{depth} identity embedding (512-d)",
+        inputs=INPUTS, outputs=OUTPUTS,
+        architecture="ffkit.recipes.arcface.arch:build_iresnet", arch_kwargs={"depth": depth},
+        tolerance=Tolerance(atol=atol, rtol=1e-4), budgets=BUDGETS, pixels=PIXELS,
+        crop_size=112, template="arcface_112",
+        sample_dims={"N": 1}, alt_dims={"N": 3}, fill_overrides=OVERRIDES,
+    )
+
+
+RECIPES = (_recipe(18, 1e-4), _recipe(50, 1e-4), _recipe(100, 2e-4))

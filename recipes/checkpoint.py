@@ -1,0 +1,108 @@
+"""Safe checkpoint reading and strict matching against a recipe's architecture (needs torch).
+
+``torch.load(..., weights_only=True)`` only: a checkpoint whose pickle wants to run code is
+refused, never executed. Every failure is a one-line :class:`CheckpointError` naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from ffkit.toolkit.errors import CheckpointError
+
+from .spec import Recipe
+
+SHOW = 3  # how many offending keys a message names
+
+
+def sha256_of(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _torch_load(path: Path) -> object:
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file, not a PyTorch checkpoint")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()
+        why = next((line for line in first if "GLOBAL" in line or "Unsupported" in line), first[0] if first else "")
+        raise CheckpointError(
+            f"{path}: refused, its pickle needs arbitrary code to load (weights_only=True): {why.strip()}; "
+            "re-save it as a plain state_dict of tensors") from None
+    except (zipfile.BadZipFile, EOFError) as err:
+        raise CheckpointError(f"{path}: truncated or not a PyTorch checkpoint ({type(err).__name__}: {err})") from None
+    except RuntimeError as err:
+        msg = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: truncated or not a PyTorch checkpoint ({msg})") from None
+    except Exception as err:  # noqa: BLE001 - any other unpickling failure is a bad file, not a bug here
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from None
+
+
+def read_state_dict(path: str | Path, recipe: Recipe) -> dict[str, torch.Tensor]:
+    """Read a published checkpoint and return the module's own state_dict.
+
+    Unwraps the recipe's wrapper keys (e.g. ``params_ema`` then ``params``) and a
+    ``{'state_dict': ...}`` wrapper, and strips the recipe's optional key prefix
+    (``module.`` from DataParallel) when every key carries it.
+    """
+    path = Path(path)
+    obj = _torch_load(path)
+    if isinstance(obj, Mapping):
+        for wrapper in (*recipe.wrappers, "state_dict"):
+            if wrapper in obj and isinstance(obj[wrapper], Mapping):
+                obj = obj[wrapper]
+                break
+    if not isinstance(obj, Mapping) or not obj:
+        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state_dict of tensors")
+    bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{path}: entry {bad[0]!r} is a {type(obj[bad[0]]).__name__}, not a tensor; "
+                              f"expected a state_dict (wrappers tried: {', '.join((*recipe.wrappers, 'state_dict'))})")
+    prefix = recipe.key_prefix or "module."
+    if all(isinstance(k, str) and k.startswith(prefix) for k in obj):
+        obj = {k[len(prefix):]: v for k, v in obj.items()}
+    return dict(obj)
+
+
+def load_into(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], path: str | Path, recipe: Recipe) -> None:
+    """Strictly load ``state_dict`` into ``model``; on mismatch name the first keys and shapes."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    shapes = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}"
+              for k, v in expected.items() if k in state_dict and state_dict[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (first: {', '.join(missing[:SHOW])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (first: {', '.join(unexpected[:SHOW])})")
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatches (first: {'; '.join(shapes[:SHOW])}, file vs {recipe.name})")
+        raise CheckpointError(f"{path}: not a {recipe.name} checkpoint: " + "; ".join(parts))
+    converted = {k: state_dict[k].to(v.dtype) for k, v in expected.items()}
+    model.load_state_dict(converted, strict=True)
+    model.eval()
+
+
+def load_checkpoint(recipe: Recipe, path: str | Path, **build_options) -> torch.nn.Module:
+    """Build the recipe's architecture and load the published checkpoint at ``path`` into it."""
+    model = recipe.build_model(**build_options)
+    load_into(model, read_state_dict(path, recipe), path, recipe)
+    return model

@@ -1,0 +1,1 @@
+"""Torch-free face-swap runtime: onnxruntime + numpy + OpenCV."""

@@ -1,0 +1,492 @@
+"""Face geometry: 5-point templates, similarity estimation, crop and paste-back.
+
+Pure numpy + OpenCV. Every function takes its parameters explicitly.
+
+Conventions
+-----------
+* Images are ``(H, W, 3)`` uint8 in **BGR** order, as ``cv2.imread`` returns
+  them. Nothing here converts colour; the caller does that for a model.
+* Points are ``(x, y)`` pixel coordinates, x to the right, y down, with the
+  OpenCV convention that pixel ``(i, j)`` has its centre at ``x=j, y=i``.
+* The five landmarks are ordered left eye, right eye, nose tip, left mouth
+  corner, right mouth corner, "left" meaning the smaller x in the image
+  (RetinaFace / SCRFD / insightface order).
+* An alignment matrix ``M`` is ``(2, 3)`` float64 mapping **frame -> crop**:
+  ``crop_xy = M[:, :2] @ frame_xy + M[:, 2]``; it is what
+  ``cv2.warpAffine(frame, M, (size, size))`` expects.
+
+Which template / estimator each original uses
+---------------------------------------------
+* insightface (ArcFace recognition 112, inswapper 128; ReSwapper copies the
+  same ``face_align.py``): ``estimate_norm`` in
+  ``python-package/insightface/utils/face_align.py`` = skimage
+  ``SimilarityTransform.estimate`` (Umeyama least squares) from the landmarks
+  to ``arcface_dst * ratio`` (+ ``8 * ratio`` on x for 128-multiples). Here:
+  :func:`arcface_norm_matrix` / :func:`arcface_template` +
+  :func:`estimate_similarity`.
+* SimSwap (``insightface_func/utils/face_align_ffhqandnewarc.py``,
+  ``face_detect_crop_single.py``, ``test_wholeimage_swapsingle.py``):
+  crop 224 uses ``mode='None'`` (the "newarc" branch): the five legacy
+  insightface pose templates (``src1..src5``) scaled by ``crop/112``, Umeyama
+  for each, keeping the one with the smallest summed point error. Crop 512
+  uses ``mode='ffhq'``: the single FFHQ template scaled by ``crop/512``, also
+  Umeyama. Here: :func:`simswap_norm_matrix`.
+* GFPGAN (facexlib ``FaceRestoreHelper``, ``face_size=512``,
+  ``template_3points=False``): the FFHQ 512 template, matrix from
+  ``cv2.estimateAffinePartial2D(landmarks, template, method=cv2.LMEDS)``
+  (robust LMedS + refinement, *not* Umeyama), warped with a gray border
+  ``(135, 133, 132)``. Here: :func:`gfpgan_norm_matrix` +
+  :data:`GFPGAN_BORDER_VALUE`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "ARCFACE_112_TEMPLATE",
+    "LEGACY_MULTIPOSE_112_TEMPLATES",
+    "FFHQ_512_TEMPLATE",
+    "GFPGAN_BORDER_VALUE",
+    "arcface_template",
+    "simswap_templates",
+    "ffhq_template",
+    "estimate_similarity",
+    "estimate_similarity_lmeds",
+    "estimate_best_similarity",
+    "arcface_norm_matrix",
+    "simswap_norm_matrix",
+    "gfpgan_norm_matrix",
+    "transform_points",
+    "warp_face",
+    "paste_back",
+]
+
+# --------------------------------------------------------------------------
+# Templates
+# --------------------------------------------------------------------------
+
+#: ArcFace 112x112 five-point template (``arcface_dst`` in insightface
+#: ``python-package/insightface/utils/face_align.py``). float32 like the original.
+ARCFACE_112_TEMPLATE = np.array(
+    [[38.2946, 51.6963],
+     [73.5318, 51.5014],
+     [56.0252, 71.7366],
+     [41.5493, 92.3655],
+     [70.7299, 92.2041]], dtype=np.float32)
+ARCFACE_112_TEMPLATE.setflags(write=False)
+
+#: The five pose-specific 112x112 templates of the legacy insightface
+#: ``face_align.py`` (``src1`` left profile, ``src2`` left, ``src3`` frontal,
+#: ``src4`` right, ``src5`` right profile), kept verbatim by SimSwap's
+#: ``face_align_ffhqandnewarc.py`` as ``src_map`` and used for its 224 crops
+#: (``mode='None'`` / "newarc"). Shape ``(5, 5, 2)``, float32.
+LEGACY_MULTIPOSE_112_TEMPLATES = np.array([
+    [[51.642, 50.115], [57.617, 49.990], [35.740, 69.007],
+     [51.157, 89.050], [57.025, 89.702]],
+    [[45.031, 50.118], [65.568, 50.872], [39.677, 68.111],
+     [45.177, 86.190], [64.246, 86.758]],
+    [[39.730, 51.138], [72.270, 51.138], [56.000, 68.493],
+     [42.463, 87.010], [69.537, 87.010]],
+    [[46.845, 50.872], [67.382, 50.118], [72.737, 68.111],
+     [48.167, 86.758], [67.236, 86.190]],
+    [[54.796, 49.990], [60.771, 50.115], [76.673, 69.007],
+     [55.388, 89.702], [61.257, 89.050]],
+], dtype=np.float32)
+LEGACY_MULTIPOSE_112_TEMPLATES.setflags(write=False)
+
+#: FFHQ 512x512 five-point template: facexlib ``FaceRestoreHelper.face_template``
+#: (GFPGAN, ``template_3points=False``) and SimSwap's ``ffhq_src`` (512 crops).
+#: float64 like both originals.
+FFHQ_512_TEMPLATE = np.array(
+    [[192.98138, 239.94708],
+     [318.90277, 240.1936],
+     [256.63416, 314.01935],
+     [201.26117, 371.41043],
+     [313.08905, 371.15118]], dtype=np.float64)
+FFHQ_512_TEMPLATE.setflags(write=False)
+
+#: ``borderValue`` facexlib uses when warping crops for GFPGAN (BGR gray).
+GFPGAN_BORDER_VALUE: Tuple[int, int, int] = (135, 133, 132)
+
+
+def arcface_template(image_size: int) -> np.ndarray:
+    """Destination points of insightface ``estimate_norm`` for a square crop.
+
+    ``image_size`` must be a multiple of 112 (ratio ``size/112``, no shift) or
+    of 128 (ratio ``size/128`` and x shifted by ``8 * ratio``); 112-multiples
+    are checked first, as in insightface. inswapper_128 uses 128, i.e. the
+    112 template shifted by +8 px in x.
+
+    Returns:
+        ``(5, 2)`` float32 ``(x, y)`` crop-pixel coordinates.
+    """
+    image_size = int(image_size)
+    if image_size % 112 == 0:
+        ratio = float(image_size) / 112.0
+        diff_x = 0.0
+    elif image_size % 128 == 0:
+        ratio = float(image_size) / 128.0
+        diff_x = 8.0 * ratio
+    else:
+        raise ValueError(f"arcface template needs a multiple of 112 or 128, got {image_size}")
+    dst = ARCFACE_112_TEMPLATE * np.float32(ratio)
+    dst[:, 0] += np.float32(diff_x)
+    return dst
+
+
+def simswap_templates(crop_size: int, mode: str) -> np.ndarray:
+    """Candidate templates of SimSwap's ``estimate_norm`` for ``crop_size``.
+
+    Args:
+        crop_size: output crop side (224 or 512 in SimSwap).
+        mode: ``'ffhq'`` (SimSwap 512) -> the FFHQ template times
+            ``crop_size / 512``; anything else (SimSwap passes ``'None'`` for
+            224, a.k.a. "newarc") -> the five legacy pose templates times
+            ``crop_size / 112``.
+
+    Returns:
+        ``(N, 5, 2)`` template stack (N = 1 or 5).
+    """
+    if mode == "ffhq":
+        return (FFHQ_512_TEMPLATE * crop_size / 512)[None]
+    return LEGACY_MULTIPOSE_112_TEMPLATES * np.float32(crop_size) / np.float32(112)
+
+
+def ffhq_template(face_size: int = 512) -> np.ndarray:
+    """facexlib's FFHQ template for a ``face_size`` crop (``crop_ratio=(1, 1)``).
+
+    Returns:
+        ``(5, 2)`` float64, ``FFHQ_512_TEMPLATE * face_size / 512``.
+    """
+    return FFHQ_512_TEMPLATE * (face_size / 512.0)
+
+
+# --------------------------------------------------------------------------
+# Estimators
+# --------------------------------------------------------------------------
+
+def estimate_similarity(src_pts: np.ndarray, dst_pts: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation + uniform scale + translation).
+
+    The Umeyama (1991) closed form, as skimage
+    ``SimilarityTransform.estimate`` computes it (``_umeyama`` with
+    ``estimate_scale=True``), including its reflection handling; computed in
+    float64.
+
+    Args:
+        src_pts: ``(N, 2)`` source points (e.g. frame landmarks), N >= 2.
+        dst_pts: ``(N, 2)`` destination points (e.g. a template).
+
+    Returns:
+        ``(2, 3)`` float64 ``M`` with ``dst ~= M[:, :2] @ src + M[:, 2]``.
+        All-NaN if the source points are degenerate (rank 0).
+    """
+    src = np.asarray(src_pts, dtype=np.float64).reshape(-1, 2)
+    dst = np.asarray(dst_pts, dtype=np.float64).reshape(-1, 2)
+    if src.shape != dst.shape:
+        raise ValueError(f"point sets differ in shape: {src.shape} vs {dst.shape}")
+    num, dim = src.shape
+    src_mean = src.mean(axis=0)
+    dst_mean = dst.mean(axis=0)
+    src_demean = src - src_mean
+    dst_demean = dst - dst_mean
+
+    a = dst_demean.T @ src_demean / num
+    d = np.ones((dim,), dtype=np.float64)
+    if np.linalg.det(a) < 0:
+        d[dim - 1] = -1
+    t = np.eye(dim + 1, dtype=np.float64)
+    u, s, v = np.linalg.svd(a)
+    rank = np.linalg.matrix_rank(a)
+    if rank == 0:
+        return np.full((2, 3), np.nan)
+    if rank == dim - 1:
+        if np.linalg.det(u) * np.linalg.det(v) > 0:
+            t[:dim, :dim] = u @ v
+        else:
+            saved = d[dim - 1]
+            d[dim - 1] = -1
+            t[:dim, :dim] = u @ np.diag(d) @ v
+            d[dim - 1] = saved
+    else:
+        t[:dim, :dim] = u @ np.diag(d) @ v
+    scale = 1.0 / src_demean.var(axis=0).sum() * (s @ d)
+    t[:dim, dim] = dst_mean - scale * (t[:dim, :dim] @ src_mean)
+    t[:dim, :dim] *= scale
+    return t[:2, :].copy()
+
+
+def estimate_similarity_lmeds(src_pts: np.ndarray, dst_pts: np.ndarray) -> np.ndarray:
+    """Similarity via ``cv2.estimateAffinePartial2D(..., method=cv2.LMEDS)``.
+
+    This is the estimator of facexlib's ``FaceRestoreHelper.align_warp_face``
+    (GFPGAN's alignment). OpenCV runs it on float32 points; its LMedS sampler
+    is deterministic (fixed internal seed). For clean landmarks it agrees
+    closely, not bit-exactly, with :func:`estimate_similarity`.
+
+    Returns:
+        ``(2, 3)`` float64 matrix mapping ``src_pts`` to ``dst_pts``.
+
+    Raises:
+        ValueError: if OpenCV cannot estimate a transform.
+    """
+    src = np.asarray(src_pts, dtype=np.float32).reshape(-1, 2)
+    dst = np.asarray(dst_pts, dtype=np.float32).reshape(-1, 2)
+    m, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)
+    if m is None:
+        raise ValueError("cv2.estimateAffinePartial2D failed to estimate a transform")
+    return m.astype(np.float64)
+
+
+def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Apply a ``(2, 3)`` affine matrix to ``(..., 2)`` points; returns float64."""
+    pts = np.asarray(points, dtype=np.float64)
+    m = np.asarray(matrix, dtype=np.float64)
+    return pts @ m[:, :2].T + m[:, 2]
+
+
+def estimate_best_similarity(src_pts: np.ndarray,
+                             templates: np.ndarray) -> Tuple[np.ndarray, int]:
+    """Umeyama fit to each template; keep the smallest summed point error.
+
+    SimSwap's / legacy insightface ``estimate_norm`` loop: for template ``i``,
+    ``error_i = sum_k || M_i src_k - template_i[k] ||``; the first minimum
+    wins (strict ``<``).
+
+    Args:
+        src_pts: ``(5, 2)`` landmarks.
+        templates: ``(N, 5, 2)`` (or a single ``(5, 2)``) candidate templates.
+
+    Returns:
+        ``((2, 3) float64 matrix, template index)``.
+    """
+    templates = np.asarray(templates)
+    if templates.ndim == 2:
+        templates = templates[None]
+    best_m = None
+    best_i = -1
+    best_err = math.inf
+    for i in range(templates.shape[0]):
+        m = estimate_similarity(src_pts, templates[i])
+        res = transform_points(src_pts, m)
+        err = float(np.sum(np.sqrt(np.sum((res - templates[i]) ** 2, axis=1))))
+        if err < best_err:
+            best_err = err
+            best_m = m
+            best_i = i
+    if best_m is None:
+        raise ValueError("no template produced a finite fit")
+    return best_m, best_i
+
+
+def arcface_norm_matrix(landmarks: np.ndarray, image_size: int) -> np.ndarray:
+    """insightface ``estimate_norm(lmk, image_size)``: frame -> crop matrix.
+
+    Use 112 for ArcFace recognition crops, 128 for inswapper_128.
+
+    Args:
+        landmarks: ``(5, 2)`` frame landmarks (pixels).
+        image_size: crop side, a multiple of 112 or 128.
+
+    Returns:
+        ``(2, 3)`` float64 matrix.
+    """
+    return estimate_similarity(landmarks, arcface_template(image_size))
+
+
+def simswap_norm_matrix(landmarks: np.ndarray, crop_size: int,
+                        mode: Optional[str] = None) -> Tuple[np.ndarray, int]:
+    """SimSwap ``estimate_norm(lmk, crop_size, mode)``: frame -> crop matrix.
+
+    Args:
+        landmarks: ``(5, 2)`` frame landmarks (pixels).
+        crop_size: 224 or 512 (any size works).
+        mode: ``'ffhq'`` or ``'None'``; default as SimSwap's test scripts
+            choose it: ``'ffhq'`` for 512, ``'None'`` otherwise.
+
+    Returns:
+        ``((2, 3) float64 matrix, chosen template index)``.
+    """
+    if mode is None:
+        mode = "ffhq" if int(crop_size) == 512 else "None"
+    return estimate_best_similarity(landmarks, simswap_templates(crop_size, mode))
+
+
+def gfpgan_norm_matrix(landmarks: np.ndarray, face_size: int = 512) -> np.ndarray:
+    """facexlib/GFPGAN alignment matrix (LMedS partial affine to the FFHQ template).
+
+    Returns:
+        ``(2, 3)`` float64 frame -> crop matrix. Warp with
+        ``warp_face(frame, M, face_size, border_value=GFPGAN_BORDER_VALUE)``.
+    """
+    return estimate_similarity_lmeds(landmarks, ffhq_template(face_size))
+
+
+# --------------------------------------------------------------------------
+# Warping
+# --------------------------------------------------------------------------
+
+SizeLike = Union[int, Tuple[int, int]]
+
+
+def _wh(size: SizeLike) -> Tuple[int, int]:
+    if isinstance(size, (tuple, list)):
+        return int(size[0]), int(size[1])
+    return int(size), int(size)
+
+
+def warp_face(image: np.ndarray, matrix: np.ndarray, size: SizeLike,
+              border_value: Union[float, Sequence[float]] = 0.0,
+              interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """Crop an aligned face: ``cv2.warpAffine(image, matrix, size)``.
+
+    Args:
+        image: ``(H, W, C)`` (BGR uint8 frame) or ``(H, W)``.
+        matrix: ``(2, 3)`` frame -> crop matrix.
+        size: crop side, or ``(width, height)``.
+        border_value: constant for pixels outside the frame (0 as insightface
+            and SimSwap; :data:`GFPGAN_BORDER_VALUE` for GFPGAN).
+        interpolation: bilinear by default, as all originals.
+
+    Returns:
+        ``(height, width, C)`` array of ``image``'s dtype.
+    """
+    w, h = _wh(size)
+    if np.isscalar(border_value):
+        border = (float(border_value),) * 4
+    else:
+        border = tuple(float(b) for b in border_value)
+    return cv2.warpAffine(image, np.asarray(matrix, dtype=np.float64), (w, h),
+                          flags=interpolation, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=border)
+
+
+def _paste_roi(frame_h: int, frame_w: int, inv: np.ndarray, crop_w: int, crop_h: int,
+               margin: int) -> Optional[Tuple[int, int, int, int]]:
+    """Frame-pixel box ``(x0, y0, x1, y1)`` (exclusive ends) covering every pixel
+    a bilinear inverse warp of a ``crop_w x crop_h`` crop can touch, plus margin."""
+    corners = np.array([[-1.0, -1.0], [crop_w, -1.0], [-1.0, crop_h], [crop_w, crop_h]])
+    pts = transform_points(corners, inv)
+    x0 = int(math.floor(pts[:, 0].min())) - margin
+    y0 = int(math.floor(pts[:, 1].min())) - margin
+    x1 = int(math.ceil(pts[:, 0].max())) + margin + 1
+    y1 = int(math.ceil(pts[:, 1].max())) + margin + 1
+    x0, y0 = max(x0, 0), max(y0, 0)
+    x1, y1 = min(x1, frame_w), min(y1, frame_h)
+    if x0 >= x1 or y0 >= y1:
+        return None
+    return x0, y0, x1, y1
+
+
+def paste_back(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, *,
+               erode_size: Optional[int] = None,
+               blur_radius: Optional[int] = None,
+               face_mask: Optional[np.ndarray] = None,
+               round_output: bool = False,
+               interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """Blend a (swapped) face crop back into the frame with a feathered mask.
+
+    The mask is insightface ``INSwapper.get``'s: warp a white crop back
+    (threshold ``> 20`` -> 255), erode it with a ``k x k`` box, ``k =
+    max(s // 10, 10)``, Gaussian-blur it with a ``(2r+1)`` kernel, ``r =
+    max(s // 20, 5)``, where ``s = int(sqrt(h * w))`` and ``h, w`` are the
+    row/column extents of the warped white region; then
+    ``out = mask * face + (1 - mask) * frame`` truncated to uint8. (SimSwap's
+    ``reverse2wholeimage`` uses the same scheme with fixed ``erode_size=40``,
+    ``blur_radius=20``.)
+
+    Unlike the originals, all work is done inside the bounding box of the
+    warped crop plus a margin wider than the blur, so the result equals the
+    whole-frame computation (up to OpenCV's sub-pixel rounding of the
+    shifted warp) while pixels outside that box are copied untouched.
+
+    Args:
+        frame: ``(H, W, C)`` uint8 BGR frame (not modified).
+        face: ``(S_h, S_w, C)`` uint8 BGR crop to paste (same channels).
+        matrix: ``(2, 3)`` **frame -> crop** matrix used to cut the crop.
+        erode_size: override ``k`` (0 disables erosion).
+        blur_radius: override ``r`` (0 disables blurring).
+        face_mask: optional ``(S_h, S_w)`` crop-space mask (float in [0, 1],
+            or uint8 in [0, 255]) multiplied into the feathered mask, e.g. a
+            face-parsing mask.
+        round_output: round to nearest instead of truncating (insightface
+            truncates with ``astype(np.uint8)``).
+        interpolation: for warping the face back (bilinear as insightface).
+
+    Returns:
+        New ``(H, W, C)`` uint8 frame.
+    """
+    if frame.dtype != np.uint8 or face.dtype != np.uint8:
+        raise TypeError("paste_back expects uint8 frame and face")
+    if frame.ndim != 3 or face.ndim != 3 or frame.shape[2] != face.shape[2]:
+        raise ValueError(f"paste_back expects (H, W, C) frame and (S, S, C) face, "
+                         f"got {frame.shape} and {face.shape}")
+    frame_h, frame_w = frame.shape[:2]
+    crop_h, crop_w = face.shape[:2]
+    out = frame.copy()
+
+    inv = cv2.invertAffineTransform(np.asarray(matrix, dtype=np.float64))
+    # Upper bound of the blur radius, from the warped crop's bounding box
+    # (the mask extents used by the original can only be smaller).
+    box = _paste_roi(frame_h, frame_w, inv, crop_w, crop_h, 0)
+    if box is None:
+        return out
+    if blur_radius is None:
+        bw, bh = box[2] - box[0], box[3] - box[1]
+        r_bound = max(int(math.sqrt(bw * bh)) // 20, 5)
+    else:
+        r_bound = int(blur_radius)
+    roi = _paste_roi(frame_h, frame_w, inv, crop_w, crop_h, r_bound + 3)
+    x0, y0, x1, y1 = roi
+    rw, rh = x1 - x0, y1 - y0
+
+    inv_roi = inv.copy()
+    inv_roi[0, 2] -= x0
+    inv_roi[1, 2] -= y0
+
+    fake = cv2.warpAffine(face, inv_roi, (rw, rh), flags=interpolation,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    white = np.full((crop_h, crop_w), 255, dtype=np.float32)
+    mask = cv2.warpAffine(white, inv_roi, (rw, rh), borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=0.0)
+    mask[mask > 20] = 255
+    rows = np.flatnonzero((mask == 255).any(axis=1))
+    if rows.size == 0:
+        return out
+    cols = np.flatnonzero((mask == 255).any(axis=0))
+    mask_h = int(rows[-1] - rows[0])
+    mask_w = int(cols[-1] - cols[0])
+    mask_size = int(np.sqrt(mask_h * mask_w))
+
+    k = max(mask_size // 10, 10) if erode_size is None else int(erode_size)
+    if k > 0:
+        mask = cv2.erode(mask, np.ones((k, k), np.uint8), iterations=1)
+    r = max(mask_size // 20, 5) if blur_radius is None else int(blur_radius)
+    if r > 0:
+        mask = cv2.GaussianBlur(mask, (2 * r + 1, 2 * r + 1), 0)
+    mask /= 255
+
+    if face_mask is not None:
+        fm = np.asarray(face_mask)
+        fm = fm.astype(np.float32) / 255 if fm.dtype == np.uint8 else fm.astype(np.float32)
+        if fm.shape[:2] != (crop_h, crop_w):
+            raise ValueError(f"face_mask shape {fm.shape} does not match crop {(crop_h, crop_w)}")
+        fm = cv2.warpAffine(fm.reshape(crop_h, crop_w), inv_roi, (rw, rh),
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+        mask *= fm
+
+    target = out[y0:y1, x0:x1]
+    if fake.ndim == 2:  # OpenCV drops a single channel axis
+        fake = fake[:, :, None]
+    m3 = mask[:, :, None]
+    blended = m3 * fake.astype(np.float32) + (1 - m3) * target.astype(np.float32)
+    if round_output:
+        blended = np.rint(blended)
+    np.clip(blended, 0, 255, out=blended)
+    out[y0:y1, x0:x1] = blended.astype(np.uint8)
+    return out

@@ -1,0 +1,303 @@
+"""RetinaFace post-processing in pure numpy.
+
+Re-implements the test-time decoding of biubug6/Pytorch_Retinaface
+(``detect.py``, ``layers/functions/prior_box.py``, ``utils/box_utils.py``
+``decode``/``decode_landm`` and ``utils/nms/py_cpu_nms.py``) without torch.
+
+Conventions
+-----------
+* Priors are ``[cx, cy, w, h]`` normalised by the *network input* size
+  (x by width, y by height), float32, in the exact order PriorBox emits them:
+  for each pyramid level, row-major over the feature map (row ``i`` outer,
+  column ``j`` inner), then over that level's ``min_sizes``.
+* Decoded boxes are ``[x1, y1, x2, y2]`` and landmarks are 5 ``(x, y)``
+  points, both in pixels of the network input unless divided by ``resize``.
+* Arithmetic is float32, as in the torch original, so results match it to
+  float32 rounding.
+
+All parameters (anchor sizes, steps, variances, thresholds) are explicit
+arguments; nothing is read from module state at call time.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Sequence, Tuple
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_MIN_SIZES",
+    "DEFAULT_STEPS",
+    "DEFAULT_VARIANCES",
+    "Detections",
+    "prior_boxes",
+    "decode_boxes",
+    "decode_landmarks",
+    "nms",
+    "detect_faces",
+]
+
+# Values of cfg_mnet / cfg_re50 in data/config.py (identical for both backbones).
+DEFAULT_MIN_SIZES: Tuple[Tuple[int, ...], ...] = ((16, 32), (64, 128), (256, 512))
+DEFAULT_STEPS: Tuple[int, ...] = (8, 16, 32)
+DEFAULT_VARIANCES: Tuple[float, float] = (0.1, 0.2)
+
+
+def _as_hashable_sizes(min_sizes) -> Tuple[Tuple[float, ...], ...]:
+    return tuple(tuple(float(m) for m in level) for level in min_sizes)
+
+
+@functools.lru_cache(maxsize=32)
+def _prior_boxes_cached(height: int, width: int,
+                        min_sizes: Tuple[Tuple[float, ...], ...],
+                        steps: Tuple[float, ...], clip: bool) -> np.ndarray:
+    if len(min_sizes) != len(steps):
+        raise ValueError("min_sizes and steps must have one entry per pyramid level")
+    levels = []
+    for sizes, step in zip(min_sizes, steps):
+        # PriorBox: ceil(image_size / step) computed on python floats.
+        fh = math.ceil(height / step)
+        fw = math.ceil(width / step)
+        sizes_arr = np.asarray(sizes, dtype=np.float64)
+        n_sizes = sizes_arr.shape[0]
+        # Same float64 expression order as PriorBox: (j + 0.5) * step / W.
+        cx = (np.arange(fw, dtype=np.float64) + 0.5) * step / width
+        cy = (np.arange(fh, dtype=np.float64) + 0.5) * step / height
+        s_kx = sizes_arr / width
+        s_ky = sizes_arr / height
+        grid = np.empty((fh, fw, n_sizes, 4), dtype=np.float64)
+        grid[..., 0] = cx[None, :, None]
+        grid[..., 1] = cy[:, None, None]
+        grid[..., 2] = s_kx[None, None, :]
+        grid[..., 3] = s_ky[None, None, :]
+        levels.append(grid.reshape(-1, 4))
+    out = np.concatenate(levels, axis=0).astype(np.float32)
+    if clip:
+        np.clip(out, 0.0, 1.0, out=out)
+    out.setflags(write=False)
+    return out
+
+
+def prior_boxes(height: int, width: int,
+                min_sizes: Sequence[Sequence[float]] = DEFAULT_MIN_SIZES,
+                steps: Sequence[float] = DEFAULT_STEPS,
+                clip: bool = False) -> np.ndarray:
+    """Anchor boxes of RetinaFace for a network input of ``height x width`` pixels.
+
+    Mirrors ``PriorBox.forward``: feature map sizes are
+    ``ceil(height / step), ceil(width / step)`` per level; the order is level,
+    then feature-map row ``i``, column ``j``, then ``min_size``.
+
+    Returns:
+        ``(A, 4)`` float32 array ``[cx, cy, w, h]`` normalised to ``[0, 1]``
+        by the input width (x, w) and height (y, h). The array is cached per
+        argument set and is **read-only**; copy it before modifying.
+    """
+    return _prior_boxes_cached(int(height), int(width), _as_hashable_sizes(min_sizes),
+                               tuple(float(s) for s in steps), bool(clip))
+
+
+def decode_boxes(loc: np.ndarray, priors: np.ndarray,
+                 variances: Sequence[float] = DEFAULT_VARIANCES) -> np.ndarray:
+    """Decode box regressions, as ``utils.box_utils.decode``.
+
+    Args:
+        loc: ``(A, 4)`` regression deltas ``[dx, dy, dw, dh]`` (one image).
+        priors: ``(A, 4)`` priors ``[cx, cy, w, h]`` (normalised).
+        variances: ``(v_center, v_size)``.
+
+    Returns:
+        ``(A, 4)`` float32 boxes ``[x1, y1, x2, y2]`` in normalised coordinates
+        (multiply by ``[W, H, W, H]`` for pixels).
+    """
+    loc = np.asarray(loc, dtype=np.float32)
+    priors = np.asarray(priors, dtype=np.float32)
+    v0 = np.float32(variances[0])
+    v1 = np.float32(variances[1])
+    centers = priors[:, :2] + loc[:, :2] * v0 * priors[:, 2:]
+    # exp in float64 rounded to float32: numpy's float32 exp is less accurate
+    # than torch's; this agrees with torch.exp on ~99% of inputs, 1 ulp otherwise.
+    growth = np.exp((loc[:, 2:] * v1).astype(np.float64)).astype(np.float32)
+    sizes = priors[:, 2:] * growth
+    boxes = np.concatenate((centers, sizes), axis=1)
+    boxes[:, :2] -= boxes[:, 2:] / np.float32(2)
+    boxes[:, 2:] += boxes[:, :2]
+    return boxes
+
+
+def decode_landmarks(landms: np.ndarray, priors: np.ndarray,
+                     variances: Sequence[float] = DEFAULT_VARIANCES) -> np.ndarray:
+    """Decode landmark regressions, as ``utils.box_utils.decode_landm``.
+
+    Args:
+        landms: ``(A, 10)`` deltas, ``(x, y)`` interleaved for 5 points
+            (left eye, right eye, nose, left mouth corner, right mouth corner,
+            "left/right" as seen in the image).
+        priors: ``(A, 4)`` priors ``[cx, cy, w, h]``.
+        variances: ``(v_center, v_size)``; only ``v_center`` is used.
+
+    Returns:
+        ``(A, 10)`` float32 normalised landmark coordinates ``x0, y0, ..., x4, y4``.
+    """
+    landms = np.asarray(landms, dtype=np.float32)
+    priors = np.asarray(priors, dtype=np.float32)
+    v0 = np.float32(variances[0])
+    deltas = landms.reshape(landms.shape[0], 5, 2)
+    pts = priors[:, None, :2] + deltas * v0 * priors[:, None, 2:]
+    return pts.reshape(landms.shape[0], 10)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Greedy non-maximum suppression, exactly as ``py_cpu_nms``.
+
+    Uses the "+1" pixel convention of the original: area is
+    ``(x2 - x1 + 1) * (y2 - y1 + 1)`` and intersections likewise. A box is
+    suppressed when its IoU with a kept box is ``> threshold``.
+
+    Args:
+        boxes: ``(N, 4)`` ``[x1, y1, x2, y2]``.
+        scores: ``(N,)``.
+        threshold: IoU threshold.
+
+    Returns:
+        ``(K,)`` int64 indices into ``boxes``, in the order kept (descending
+        score, ties broken as ``scores.argsort()[::-1]`` does).
+    """
+    boxes = np.asarray(boxes)
+    scores = np.asarray(scores)
+    x1 = boxes[:, 0]
+    y1 = boxes[:, 1]
+    x2 = boxes[:, 2]
+    y2 = boxes[:, 3]
+    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order = scores.argsort()[::-1]
+    keep = []
+    while order.size > 0:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        xx1 = np.maximum(x1[i], x1[rest])
+        yy1 = np.maximum(y1[i], y1[rest])
+        xx2 = np.minimum(x2[i], x2[rest])
+        yy2 = np.minimum(y2[i], y2[rest])
+        w = np.maximum(0.0, xx2 - xx1 + 1)
+        h = np.maximum(0.0, yy2 - yy1 + 1)
+        inter = w * h
+        ovr = inter / (areas[i] + areas[rest] - inter)
+        order = rest[ovr <= threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Faces found in one image, sorted by score (descending).
+
+    Attributes:
+        boxes: ``(K, 4)`` float32 ``[x1, y1, x2, y2]`` pixels.
+        scores: ``(K,)`` float32 face probabilities.
+        landmarks: ``(K, 5, 2)`` float32 ``(x, y)`` pixels, points ordered
+            left eye, right eye, nose tip, left mouth corner, right mouth
+            corner (left/right in image coordinates).
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    landmarks: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    def as_dets(self) -> np.ndarray:
+        """``(K, 15)`` float32 rows ``[x1, y1, x2, y2, score, x0, y0, ..., x4, y4]``
+        as ``detect.py`` builds them."""
+        return np.concatenate(
+            (self.boxes, self.scores[:, None], self.landmarks.reshape(-1, 10)), axis=1
+        ).astype(np.float32, copy=False)
+
+
+def detect_faces(loc: np.ndarray, conf: np.ndarray, landms: np.ndarray,
+                 image_height: int, image_width: int, *,
+                 score_threshold: float = 0.02,
+                 nms_threshold: float = 0.4,
+                 top_k: int = 5000,
+                 keep_top_k: int = 750,
+                 resize: float = 1.0,
+                 min_sizes: Sequence[Sequence[float]] = DEFAULT_MIN_SIZES,
+                 steps: Sequence[float] = DEFAULT_STEPS,
+                 variances: Sequence[float] = DEFAULT_VARIANCES,
+                 clip: bool = False) -> Detections:
+    """Full ``detect.py`` post-processing for ONE image.
+
+    Steps (as in detect.py): priors for the input size; decode boxes and
+    landmarks; scale to input pixels (``* [W, H, ...]``) and divide by
+    ``resize``; keep ``score > score_threshold`` (strict); keep the
+    ``top_k`` best; NMS (py_cpu_nms, on float32 dets); keep the first
+    ``keep_top_k``.
+
+    Args:
+        loc: ``(A, 4)`` box deltas of one batch element (``(1, A, 4)`` accepted).
+        conf: ``(A, 2)`` class probabilities *after* softmax, as the model in
+            ``phase='test'`` outputs them; column 1 is "face". A ``(A,)``
+            array of face scores is accepted too.
+        landms: ``(A, 10)`` landmark deltas.
+        image_height, image_width: size of the network input in pixels (the
+            tensor fed to the network, after any resizing of the frame).
+        score_threshold, nms_threshold, top_k, keep_top_k: detect.py's
+            ``confidence_threshold`` (0.02), ``nms_threshold`` (0.4),
+            ``top_k`` (5000), ``keep_top_k`` (750).
+        resize: factor by which the original frame was scaled to make the
+            network input; outputs are divided by it (``boxes / resize``) so
+            they are in original-frame pixels. 1.0 keeps input pixels.
+        min_sizes, steps, variances, clip: anchor configuration
+            (``data/config.py`` values by default).
+
+    Returns:
+        :class:`Detections` in pixel coordinates, sorted by score descending.
+    """
+    loc = np.asarray(loc, dtype=np.float32)
+    landms = np.asarray(landms, dtype=np.float32)
+    conf = np.asarray(conf, dtype=np.float32)
+    if loc.ndim == 3:
+        loc = loc[0]
+    if landms.ndim == 3:
+        landms = landms[0]
+    if conf.ndim == 3:
+        conf = conf[0]
+    priors = prior_boxes(image_height, image_width, min_sizes, steps, clip)
+    if loc.shape[0] != priors.shape[0]:
+        raise ValueError(f"loc has {loc.shape[0]} rows but {priors.shape[0]} priors "
+                         f"exist for a {image_height}x{image_width} input")
+
+    w = np.float32(image_width)
+    h = np.float32(image_height)
+    resize32 = np.float32(resize)
+    scale = np.array([w, h, w, h], dtype=np.float32)
+    scale1 = np.array([w, h] * 5, dtype=np.float32)
+
+    boxes = decode_boxes(loc, priors, variances) * scale / resize32
+    scores = conf[:, 1] if conf.ndim == 2 else conf
+    lm = decode_landmarks(landms, priors, variances) * scale1 / resize32
+
+    inds = np.where(scores > score_threshold)[0]
+    boxes = boxes[inds]
+    lm = lm[inds]
+    scores = scores[inds]
+
+    order = scores.argsort()[::-1][:top_k]
+    boxes = boxes[order]
+    lm = lm[order]
+    scores = scores[order]
+
+    dets = np.hstack((boxes, scores[:, np.newaxis])).astype(np.float32, copy=False)
+    keep = nms(dets[:, :4], dets[:, 4], nms_threshold)
+    dets = dets[keep][:keep_top_k]
+    lm = lm[keep][:keep_top_k]
+
+    return Detections(
+        boxes=np.ascontiguousarray(dets[:, :4]),
+        scores=np.ascontiguousarray(dets[:, 4]),
+        landmarks=lm.reshape(-1, 5, 2).astype(np.float32, copy=False),
+    )

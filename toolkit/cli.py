@@ -1,0 +1,113 @@
+"""The ``ffkit`` command line: thin Typer commands over the stage modules.
+
+Every user-facing failure is an :class:`FfkitError`: printed as one ``error:`` line, non-zero
+exit, no traceback. Stage modules import torch lazily, so torch-free commands stay torch-free.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from . import __version__
+from .console import err, human_size, out
+from .errors import FfkitError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Turn face-swap research checkpoints into fast, verified ONNX artifacts, and run them.")
+
+
+def friendly(func):
+    """Turn FfkitError (and a missing optional dependency) into a one-line error and exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except FfkitError as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(e.exit_code) from None
+        except ModuleNotFoundError as e:
+            if e.name and e.name.split(".")[0] in {"torch", "onnxsim", "onnxoptimizer", "onnxconverter_common"}:
+                err.print(f"[bold red]error:[/] this command needs {e.name.split('.')[0]}: "
+                          "pip install 'ffkit[export]'", highlight=False, soft_wrap=True)
+                raise typer.Exit(2) from None
+            raise
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _version(value: bool):
+    if value:
+        out.print(f"ffkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                              help="Print the version and exit.")):
+    """ffkit: export, simplify, optimize, quantize, verify and run face-swap models."""
+
+
+@app.command("recipes")
+@friendly
+def recipes_cmd():
+    """List the recipes with their ONNX inputs and outputs."""
+    from ffkit.recipes import all_recipes
+
+    table = Table(title="ffkit recipes", show_lines=True)
+    for col in ("recipe", "role", "inputs", "outputs", "tolerance"):
+        table.add_column(col)
+    for r in all_recipes():
+        fmt = lambda specs: "\n".join(f"{t.name} [{'x'.join(map(str, t.shape))}]" for t in specs)  # noqa: E731
+        table.add_row(r.name, r.role, fmt(r.inputs), fmt(r.outputs),
+                      f"atol {r.tolerance.atol:g}\nrtol {r.tolerance.rtol:g}")
+    out.print(table)
+
+
+@app.command("export")
+@friendly
+def export_cmd(
+    recipe: str = typer.Argument(..., help="Recipe name (see `ffkit recipes`)."),
+    checkpoint: Path = typer.Argument(..., help="Published PyTorch checkpoint (.pth)."),
+    output: Path = typer.Option(..., "-o", "--output", help="ONNX file to write."),
+    opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset (default 17)."),
+    unfused_modulation: bool = typer.Option(False, "--unfused-modulation",
+                                            help="GFPGAN: static-weight modulated convs, dynamic batch."),
+    emap: Optional[Path] = typer.Option(None, "--emap",
+                                        help="inswapper: 512x512 emap as .npy, or an inswapper ONNX holding one."),
+):
+    """Rebuild RECIPE in PyTorch, load CHECKPOINT safely, export ONNX and check parity."""
+    from .export import export_recipe
+
+    options = ("unfused_modulation",) if unfused_modulation else ()
+    finalize = {"emap": emap} if emap is not None else {}
+    with err.status("exporting") as status:
+        result = export_recipe(recipe, checkpoint, output, opset=opset, options=options,
+                               finalize_kwargs=finalize, say=lambda m: status.update(m))
+    table = Table(title=f"{result.recipe} -> {result.path}")
+    for col in ("shape", "output", "max abs error", "pass"):
+        table.add_column(col)
+    for check in result.checks:
+        for name, value in check.max_abs.items():
+            table.add_row(" ".join(f"{k}={v}" for k, v in check.dims.items()), name, f"{value:.2e}",
+                          "[green]yes[/]" if check.passed else "[red]no[/]")
+    out.print(table)
+    out.print(f"wrote {result.path} ({human_size(result.size_bytes)}, {result.variant}) in {result.seconds:.1f} s")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="ffkit")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
