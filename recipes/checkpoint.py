@@ -36,22 +36,25 @@ def _torch_load(path: Path) -> object:
     if not path.is_file():
         raise CheckpointError(f"{path}: not a file")
     if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: empty file, not a PyTorch checkpoint")
+        raise CheckpointError(f"{path}: empty file, truncated or not a PyTorch checkpoint")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()
-        why = next((line for line in first if "GLOBAL" in line or "Unsupported" in line), first[0] if first else "")
+        text = str(err)
+        if "Weights only load failed" not in text:
+            raise CheckpointError(f"{path}: truncated or not a PyTorch checkpoint ({text.strip()[:120]})") from None
+        lines = [line.strip() for line in text.splitlines()]
+        why = next((line for line in lines if "GLOBAL" in line or "Unsupported" in line), "unsupported content")
         raise CheckpointError(
-            f"{path}: refused, its pickle needs arbitrary code to load (weights_only=True): {why.strip()}; "
-            "re-save it as a plain state_dict of tensors") from None
+            f"{path}: refused, its pickle needs arbitrary code to load (weights_only=True): {why} "
+            "Re-save it as a plain state_dict of tensors if you trust its source") from None
     except (zipfile.BadZipFile, EOFError) as err:
         raise CheckpointError(f"{path}: truncated or not a PyTorch checkpoint ({type(err).__name__}: {err})") from None
     except RuntimeError as err:
         msg = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: truncated or not a PyTorch checkpoint ({msg})") from None
     except Exception as err:  # noqa: BLE001 - any other unpickling failure is a bad file, not a bug here
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from None
+        raise CheckpointError(f"{path}: truncated or not a PyTorch checkpoint (unpickling failed: {type(err).__name__})") from None
 
 
 def read_state_dict(path: str | Path, recipe: Recipe) -> dict[str, torch.Tensor]:

@@ -127,3 +127,58 @@ def test_loader_accepts_prefix_and_wrapper_variants(artifacts, tmp_path):
         with torch.no_grad():
             loc = load_checkpoint(recipe, path)(torch.from_numpy(inputs[0]))[0]
         np.testing.assert_array_equal(loc.numpy(), outputs[0])
+
+
+@pytest.mark.slow
+def test_gfpgan_unfused_modulation_matches_reference_with_dynamic_batch(artifacts):
+    """The unfused export stays within the manifest tolerance and takes any batch."""
+    name = "gfpgan_v1.4"
+    result = artifacts.export(name, "unfused_modulation")
+    atol, rtol = manifest_tolerance(name)
+    session = make_session(result.path)
+    (x,), (ref,) = reference.cases(name)[0]
+    np.testing.assert_allclose(run(session, {"input": x})["image"], ref, rtol=rtol, atol=atol)
+    batch = np.concatenate([x, x[:, :, ::-1].copy()])
+    out = run(session, {"input": batch})["image"]
+    assert out.shape == (2, 3, 512, 512)
+    np.testing.assert_allclose(out[:1], ref, rtol=rtol, atol=atol)
+    assert session.get_inputs()[0].shape[0] == "N"
+    conv_weights_static = {n.input[1] for n in onnx.load(str(result.path)).graph.node if n.op_type == "Conv"}
+    inits = {i.name for i in onnx.load(str(result.path)).graph.initializer}
+    assert conv_weights_static <= inits
+
+
+def test_swapper_output_depends_on_latent(artifacts):
+    name = "simswap_224"
+    session = make_session(artifacts.export(name).path)
+    recipe = get_recipe(name)
+    a = recipe.sample_inputs(seed=1)
+    b = dict(a, source_latent=recipe.sample_inputs(seed=2)["source_latent"])
+    diff = np.abs(run(session, a)["output"] - run(session, b)["output"]).mean()
+    assert diff > 0.05
+
+
+@pytest.mark.slow
+def test_inswapper_output_depends_on_latent_and_emap_reads_back(artifacts, tmp_path):
+    from ffkit.recipes.inswapper.emap import find_emap
+
+    emap = np.random.default_rng(5).normal(0, 0.05, (512, 512)).astype(np.float32)
+    np.save(tmp_path / "emap.npy", emap)
+    result = artifacts.export("inswapper_128", emap=tmp_path / "emap.npy")
+    model = onnx.load(str(result.path))
+    assert model.graph.initializer[-1].name == "emap"
+    from onnx import numpy_helper
+    assert numpy_helper.to_array(model.graph.initializer[-1]).tobytes() == emap.tobytes()
+    assert find_emap(model).tobytes() == emap.tobytes()
+    assert artifact.get(model, "emap") == "stored"
+    session = make_session(result.path)
+    recipe = get_recipe("inswapper_128")
+    a = recipe.sample_inputs(seed=1)
+    b = dict(a, source=recipe.sample_inputs(seed=2)["source"])
+    assert np.abs(run(session, a)["output"] - run(session, b)["output"]).mean() > 0.05
+
+
+@pytest.mark.slow
+def test_inswapper_without_emap_records_none(artifacts):
+    model = onnx.load(str(artifacts.export("inswapper_128").path), load_external_data=False)
+    assert artifact.get(model, "emap") == "none"

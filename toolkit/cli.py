@@ -109,5 +109,9 @@ def main() -> None:
     app(prog_name="ffkit")
 
 
+# Command groups living in their own modules register themselves on `app` when imported.
+from . import cli_stages, cli_runtime, cli_bench  # noqa: E402,F401
+
+
 if __name__ == "__main__":
     sys.exit(main())

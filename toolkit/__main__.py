@@ -1,0 +1,5 @@
+"""``python -m ffkit.toolkit``: the ffkit command line."""
+
+from .cli import main
+
+main()

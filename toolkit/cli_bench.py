@@ -1,0 +1,185 @@
+"""CLI commands (registered on ``ffkit.toolkit.cli.app``): ``ffkit bench``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from .cli import app, friendly  # noqa: F401
+from .console import err, out
+from .errors import FfkitError
+
+
+def _int_list(text: str, what: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.replace(" ", "").split(",") if x)
+    except ValueError:
+        raise FfkitError(f"{what}: expected comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise FfkitError(f"{what}: expected positive integers, got {text!r}")
+    return values
+
+
+def _dims(text: str) -> dict[str, int]:
+    dims = {}
+    for item in filter(None, text.replace(" ", "").split(",")):
+        name, _, value = item.partition("=")
+        if not name or not value.isdigit() or int(value) < 1:
+            raise FfkitError(f"--dims: expected NAME=SIZE[,NAME=SIZE], got {item!r}")
+        dims[name] = int(value)
+    return dims
+
+
+def _ms(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.1f}" if x >= 10 else f"{x:.2f}"
+
+
+def _ratio(x: float | None) -> str:
+    if x is None:
+        return "-"
+    colour = "green" if x >= 1.0 else "red"
+    return f"[{colour}]{x:.2f}x[/]"
+
+
+def results_table(report: dict) -> Table:
+    """One row per variant and batch: latency, throughput, memory, speed-ups, roofline."""
+    peak = report.get("peak") or {}
+    p32 = (peak.get("fp32") or {}).get("best_gflops")
+    p8 = (peak.get("int8") or {}).get("best_gflops")
+    threads = report["settings"]["session"]["threads"]
+    title = (f"ffkit bench: {report['machine'].get('cpu', '?')}, {threads} thread(s); best GEMM peak seen: FP32 "
+             f"{p32 or '-'} GFLOP/s, INT8 {p8 or '-'} GOP/s (% peak: against the peak measured beside each row)")
+    table = Table(title=title, show_lines=False)
+    for col, just in (("recipe", "left"), ("variant", "left"), ("N", "right"), ("median ms", "right"), ("p90 ms", "right"),
+                      ("items/s", "right"), ("peak MB", "right"), ("vs eager", "right"), ("vs onnx-fp32", "right"),
+                      ("GFLOP", "right"), ("GFLOP/s", "right"), ("% peak", "right")):
+        table.add_column(col, justify=just)
+    last_recipe = None
+    for rec in report["results"]:
+        name = rec["group"]
+        if last_recipe is not None and name != last_recipe:
+            table.add_section()
+        last_recipe = name
+        if rec.get("error"):
+            table.add_row(name, rec["label"], "", f"[red]error: {rec['error'][:80]}[/]", *[""] * 8)
+            continue
+        for i, b in enumerate(rec["batches"]):
+            first = i == 0
+            if "skipped" in b:
+                table.add_row(name if first else "", rec["label"] if first else "", str(b["batch"]),
+                              f"[dim]{b['skipped']}[/]", *[""] * 8)
+                continue
+            frac = b.get("fraction_of_peak")
+            table.add_row(name if first else "", rec["label"] if first else "", str(b["batch"]), _ms(b["median_ms"]),
+                          _ms(b["p90_ms"]), f"{b['throughput_per_s']:.1f}",
+                          f"{rec['peak_mb']:.0f}" if first and rec.get("peak_mb") is not None else "",
+                          _ratio(b.get("speedup_vs_eager")), _ratio(b.get("speedup_vs_onnx_fp32")),
+                          f"{b['gflops']:.2f}" if b.get("gflops") else "-",
+                          f"{b['gflops_per_s']:.1f}" if b.get("gflops_per_s") else "-",
+                          f"{frac * 100:.0f}% {b['peak_precision']}" if frac is not None else "-")
+    return table
+
+
+def profile_tables(rec: dict) -> list[Table]:
+    """The top operators and nodes of one variant's profile."""
+    prof = rec["profile"]
+    title = f"{rec['key']}: {prof['total_ms_per_run']:.1f} ms/run of kernels at N={prof.get('batch')} ({prof['file']})"
+    ops = Table(title=title + " - by operator")
+    for col in ("operator", "nodes", "ms/run", "share"):
+        ops.add_column(col, justify="left" if col == "operator" else "right")
+    for row in prof["by_op"]:
+        ops.add_row(row["op"], str(row["nodes"]), f"{row['ms_per_run']:.2f}", f"{row['share'] * 100:.1f}%")
+    nodes = Table(title=f"{rec['key']} - by node")
+    for col in ("node", "operator", "ms/run", "share"):
+        nodes.add_column(col, justify="right" if col in ("ms/run", "share") else "left")
+    for row in prof["by_node"]:
+        nodes.add_row(row["node"], row["op"], f"{row['ms_per_run']:.2f}", f"{row['share'] * 100:.1f}%")
+    return [ops, nodes]
+
+
+@app.command("bench")
+@friendly
+def bench_cmd(
+    paths: Optional[List[Path]] = typer.Argument(None, help="ONNX artifacts and/or folders of them (searched recursively)."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="Recipe of artifacts that record none, and of --checkpoint."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint",
+                                              help="Published checkpoint (or a folder of <recipe>.pth) for the PyTorch eager row."),
+    batch: str = typer.Option("1,4", "--batch", help="Batch sizes, comma separated."),
+    threads: int = typer.Option(0, "--threads", help="Intra-op threads for ORT and torch (0: physical cores)."),
+    providers: str = typer.Option("CPUExecutionProvider", "--providers", help="ORT execution providers, comma separated."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report (raw times included) here."),
+    dims: str = typer.Option("", "--dims", help="Dynamic axes other than N, e.g. H=640,W=640 (default: the recipe's)."),
+    warmup: int = typer.Option(3, "--warmup", help="Untimed runs before timing, per batch."),
+    repeat: int = typer.Option(20, "--repeat", help="Timed runs per batch (at most)."),
+    max_seconds: float = typer.Option(15.0, "--max-seconds", help="Stop timing a batch after this long (min 5 runs)."),
+    rounds: int = typer.Option(1, "--rounds", help="Measure all variants round-robin this many times, pooling runs."),
+    level: str = typer.Option("all", "--level", help="ORT graph optimisation level: disable|basic|extended|all."),
+    spin: Optional[bool] = typer.Option(None, "--spin/--no-spin", help="ORT intra-op thread spinning (default: ORT's, on)."),
+    eager: bool = typer.Option(True, "--eager/--no-eager", help="Include PyTorch eager when a checkpoint is given."),
+    peak: bool = typer.Option(True, "--peak/--no-peak", help="Measure the FP32 and INT8 GEMM peak."),
+    isolate: bool = typer.Option(True, "--isolate/--in-process", help="Measure each variant in a fresh process."),
+    profile: bool = typer.Option(False, "--profile", help="Also profile each ONNX variant per node (ORT profiler)."),
+    profile_dir: Optional[Path] = typer.Option(None, "--profile-dir", help="Where the raw profile JSON files go."),
+    top: int = typer.Option(10, "--top", help="Operators / nodes shown per profile."),
+    pipeline: bool = typer.Option(False, "--pipeline", help="Benchmark `ffkit swap` end to end instead, per stage."),
+    models: Optional[Path] = typer.Option(None, "--models", help="--pipeline: folder of artifacts."),
+    target: Optional[Path] = typer.Option(None, "--target", help="--pipeline: target video."),
+    source: Optional[Path] = typer.Option(None, "--source", help="--pipeline: source face image (default: a built-in one)."),
+    frames: int = typer.Option(0, "--frames", help="--pipeline: stop after this many frames (0: all)."),
+):
+    """Speed, memory and roofline of every variant side by side, against the machine's own GEMM peak."""
+    from . import bench
+
+    if pipeline:
+        from .bench_pipeline import pipeline_bench_cli
+
+        pipeline_bench_cli(models=models, target=target, source=source, frames=frames, threads=threads,
+                           providers=providers, json_out=json_out)
+        return
+    if not paths and checkpoint is None:
+        raise FfkitError("give ONNX artifacts or a folder of them (or --pipeline --models DIR --target VIDEO)")
+    cfg = bench.SessionConfig(threads=threads, level=level, spinning=spin,
+                              providers=tuple(p.strip() for p in providers.split(",") if p.strip()))
+    if profile and profile_dir is None:
+        profile_dir = json_out.with_suffix(".profiles") if json_out else Path("ffkit-bench-profiles")
+    settings = bench.BenchSettings(batches=_int_list(batch, "--batch"), dims=_dims(dims), session=cfg,
+                                   warmup=warmup, repeat=repeat, max_seconds=max_seconds, rounds=max(1, rounds),
+                                   isolate=isolate, peak=peak,
+                                   profile_dir=str(profile_dir) if profile else None, profile_top=top)
+    if json_out is not None:
+        from .atomic import check_writable
+
+        check_writable(json_out)
+    variants = bench.discover(paths or [], recipe=recipe, checkpoint=checkpoint, eager=eager)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    steps = len(variants) * (1 + settings.rounds) + (1 if peak else 0)
+    with Progress(TextColumn("[bold]bench[/]"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), TextColumn("{task.description}"), console=err, transient=True) as progress:
+        task = progress.add_task("", total=steps)
+        started = [False]
+
+        def step(msg: str) -> None:
+            if started[0]:
+                progress.advance(task)
+            started[0] = True
+            progress.update(task, description=msg)
+
+        report = bench.run_bench(variants, settings, on_step=step)
+        progress.advance(task)
+    out.print(results_table(report))
+    for rec in report["results"]:
+        if rec.get("profile"):
+            for t in profile_tables(rec):
+                out.print(t)
+    errors = [r for r in report["results"] if r.get("error")]
+    if json_out is not None:
+        bench.write_json(report, json_out)
+        out.print(f"wrote {json_out}")
+    if errors:
+        raise FfkitError(f"{len(errors)} variant(s) failed to run: " + "; ".join(f"{r['key']}: {r['error']}" for r in errors[:3]))

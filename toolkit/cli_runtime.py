@@ -1,0 +1,295 @@
+"""Runtime commands: ``ffkit detect``, ``ffkit swap``, ``ffkit demo`` (registered on the app).
+
+``detect`` and ``swap`` are torch-free (onnxruntime + numpy + OpenCV + PyAV). ``demo`` builds its
+models with torch unless they are already in its output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from .cli import app, friendly
+from .console import err, out
+from .errors import FfkitError
+
+
+class SelectChoice(str, Enum):
+    all = "all"
+    largest = "largest"
+
+
+class VariantChoice(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    int8 = "int8"
+
+
+def _warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    from .atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _models_table(models, pool) -> Table:
+    used = dict(pool.loaded())
+    table = Table(title="models used")
+    for col in ("role", "file", "recipe", "variant", "providers"):
+        table.add_column(col)
+    for role, ref in models.used():
+        providers = used.get(str(ref.path.resolve()), ())
+        table.add_row(role, str(ref.path), ref.recipe.name + (" (foreign, no ffkit metadata)" if ref.foreign else ""),
+                      ref.variant, ", ".join(p.replace("ExecutionProvider", "") for p in providers))
+    return table
+
+
+# ------------------------------------------------------------------------------------ detect
+
+@app.command("detect")
+@friendly
+def detect_cmd(
+    images: list[Path] = typer.Argument(..., help="Images to search for faces."),
+    detector: Path = typer.Option(..., "--detector", help="RetinaFace ONNX artifact."),
+    score_threshold: float = typer.Option(0.5, "--score-threshold", help="Keep faces scoring above this (0..1)."),
+    nms_threshold: float = typer.Option(0.4, "--nms-threshold", help="IoU above which overlapping boxes are merged."),
+    max_side: int = typer.Option(640, "--max-side",
+                                 help="Shrink images to this longer side before detecting (0 = feed as is)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write every face (image coordinates) here."),
+    crops: Optional[Path] = typer.Option(None, "--crops", help="Write aligned face crops into this folder."),
+    crop_size: int = typer.Option(112, "--crop-size", help="Crop side: 112 ArcFace, 128 inswapper, 224 SimSwap, 512 FFHQ."),
+    template: Optional[str] = typer.Option(None, "--template",
+                                           help="arcface_112 | arcface_128 | simswap_224 | ffhq_512 (default: from --crop-size)."),
+    draw: Optional[Path] = typer.Option(None, "--draw",
+                                        help="Draw boxes and landmarks: a file for one image, a folder for several."),
+    providers: str = typer.Option("auto", "--providers", help="auto, or a comma list: cuda,coreml,directml,tensorrt,cpu."),
+):
+    """Find faces (box, score, 5 landmarks) with a RetinaFace artifact; optionally save aligned crops.
+
+    With --max-side 0 the faces equal what Pytorch_Retinaface's detect.py keeps above the score
+    threshold (top_k 5000, keep_top_k 750). JSON: {"images": [{"path", "width", "height",
+    "faces": [{"box": [x1, y1, x2, y2], "score", "landmarks": [[x, y] x 5]}]}]}, faces by score.
+    """
+    from ffkit.runtime import align
+    from ffkit.runtime.detector import DetectParams, Detector, draw_detections
+    from ffkit.runtime.media import is_image_path, read_image, write_image
+    from ffkit.runtime.models import require_role
+    from ffkit.runtime.sessions import SessionPool, resolve_providers
+
+    if template is None:
+        try:
+            template = align.template_for_size(crop_size)
+        except ValueError as e:
+            raise FfkitError(f"--crop-size {crop_size}: {e}") from None
+    elif template not in align.TEMPLATES:
+        raise FfkitError(f"--template {template}: unknown (known: {', '.join(align.TEMPLATES)})")
+    if crops is not None and (crops.exists() and not crops.is_dir()):
+        raise FfkitError(f"{crops}: --crops needs a folder")
+    for path in (json_out, draw if draw is not None and len(images) == 1 else None):
+        if path is not None and not path.resolve().parent.is_dir():
+            raise FfkitError(f"{path}: cannot write output, folder {path.resolve().parent} does not exist")
+    if draw is not None and len(images) == 1 and not is_image_path(draw):
+        raise FfkitError(f"{draw}: --draw for one image needs an image suffix (.png, .jpg, ...)")
+    if draw is not None and len(images) > 1 and draw.exists() and not draw.is_dir():
+        raise FfkitError(f"{draw}: --draw for several images needs a folder")
+
+    ref = require_role(detector, "detector", "--detector")
+    pool = SessionPool(resolve_providers(providers), warn=_warn)
+    det = Detector(pool.get(ref.path), pixels=ref.recipe.pixels)
+    params = DetectParams(max_side=max_side, score_threshold=score_threshold, nms_threshold=nms_threshold)
+
+    # Pass 1: detect everything (a bad image fails before anything is written).
+    results = []
+    with err.status("detecting") as status:
+        for i, path in enumerate(images):
+            status.update(f"detecting {path.name} ({i + 1}/{len(images)})")
+            image = read_image(path)
+            results.append((path, image.shape, det.detect(image, params)))
+
+    # Pass 2: write.
+    report = {"images": []}
+    for path, shape, dets in results:
+        report["images"].append({
+            "path": str(path), "width": int(shape[1]), "height": int(shape[0]),
+            "faces": [{"box": [float(v) for v in dets.boxes[k]], "score": float(dets.scores[k]),
+                       "landmarks": [[float(x), float(y)] for x, y in dets.landmarks[k]]}
+                      for k in range(len(dets))]})
+    if crops is not None or draw is not None:
+        if crops is not None:
+            crops.mkdir(parents=True, exist_ok=True)
+        if draw is not None and len(images) > 1:
+            draw.mkdir(parents=True, exist_ok=True)
+        for path, _, dets in results:
+            image = read_image(path)
+            if crops is not None:
+                for k in range(len(dets)):
+                    m = align.norm_matrix(template, dets.landmarks[k], crop_size, lmeds=False)
+                    write_image(crops / f"{path.stem}.face{k}.png", align.warp_face(image, m, crop_size))
+            if draw is not None:
+                target = draw if len(images) == 1 else draw / f"{path.stem}.png"
+                write_image(target, draw_detections(image, dets))
+    if json_out is not None:
+        _write_json(json_out, report)
+
+    table = Table(title=f"faces ({ref.recipe.name}, score > {score_threshold:g})")
+    for col in ("image", "size", "faces", "best score"):
+        table.add_column(col)
+    for entry in report["images"]:
+        faces = entry["faces"]
+        table.add_row(entry["path"], f"{entry['width']}x{entry['height']}", str(len(faces)),
+                      f"{faces[0]['score']:.3f}" if faces else "-")
+    out.print(table)
+    for label, path in (("json", json_out), ("crops", crops), ("drawing", draw)):
+        if path is not None:
+            out.print(f"wrote {label}: {path}")
+
+
+# ------------------------------------------------------------------------------------ swap
+
+@app.command("swap")
+@friendly
+def swap_cmd(
+    source: Path = typer.Option(..., "--source", help="Image with the face to paste (the largest face is used)."),
+    target: Path = typer.Option(..., "--target", help="Image or video to change."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output image or video (same kind as the target)."),
+    models: Path = typer.Option(..., "--models", help="Folder of artifacts (what `ffkit build` writes)."),
+    swapper: Optional[str] = typer.Option(None, "--swapper",
+                                          help="Swapper recipe (inswapper_128, simswap_224, simswap_512), file in "
+                                               "--models, or path to an inswapper_128-style ONNX."),
+    enhance: bool = typer.Option(False, "--enhance", help="Restore swapped faces with the GFPGAN artifact."),
+    enhance_blend: float = typer.Option(0.8, "--enhance-blend", min=0.0, max=1.0,
+                                        help="Share of the restored face (0..1)."),
+    reference: Optional[Path] = typer.Option(None, "--reference",
+                                             help="Swap only faces resembling the face in this image."),
+    similarity: float = typer.Option(0.4, "--similarity", help="--reference: minimum ArcFace cosine similarity."),
+    select: SelectChoice = typer.Option(SelectChoice.all, "--select", help="Without --reference: all faces or the largest."),
+    max_faces: int = typer.Option(0, "--max-faces", help="At most this many faces per frame, best score first (0 = all)."),
+    min_face_size: float = typer.Option(0.0, "--min-face-size", help="Ignore faces smaller than this (pixels)."),
+    score_threshold: float = typer.Option(0.5, "--score-threshold", help="Detector score threshold (0..1)."),
+    nms_threshold: float = typer.Option(0.4, "--nms-threshold", help="Detector NMS IoU threshold."),
+    max_side: int = typer.Option(640, "--max-side", help="Detect on frames shrunk to this longer side (0 = as is)."),
+    providers: str = typer.Option("auto", "--providers",
+                                  help="auto (CUDA, CoreML, DirectML if present, then CPU) or a comma list of "
+                                       "tensorrt,cuda,coreml,directml,cpu."),
+    variant: Optional[VariantChoice] = typer.Option(None, "--variant", help="Prefer this precision (default fp32)."),
+    workers: int = typer.Option(0, "--workers", help="Video: frames processed at once (0 = auto)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write a summary (faces and changed regions) here."),
+):
+    """Swap the face of SOURCE into the faces of TARGET (image or video), torch-free."""
+    from ffkit.runtime.detector import DetectParams
+    from ffkit.runtime.media import is_video_path, probe_video, read_image
+    from ffkit.runtime.models import pick_models
+    from ffkit.runtime.pipeline import Pipeline, SwapOptions, check_output_path, swap_image, swap_video
+    from ffkit.runtime.sessions import SessionPool, default_threads, resolve_providers
+
+    # Cheap checks first: nothing is loaded or written before the inputs are known good.
+    check_output_path(target, output)
+    if json_out is not None and not json_out.resolve().parent.is_dir():
+        raise FfkitError(f"{json_out}: cannot write output, folder {json_out.resolve().parent} does not exist")
+    source_image = read_image(source)
+    reference_image = read_image(reference) if reference is not None else None
+    video = is_video_path(target)
+    if video:
+        probe_video(target)
+    else:
+        read_image(target)
+    chosen = pick_models(models, swapper=swapper, variant=variant.value if variant else None, enhance=enhance)
+    for note in chosen.notes:
+        err.print(f"note: {note}", highlight=False, soft_wrap=True)
+
+    n_workers = workers if workers > 0 else (min(4, os.cpu_count() or 1) if video else 1)
+    pool = SessionPool(resolve_providers(providers), intra_op_threads=default_threads(n_workers) if video else 0,
+                       warn=_warn)
+    options = SwapOptions(
+        detect=DetectParams(max_side=max_side, score_threshold=score_threshold, nms_threshold=nms_threshold),
+        select="reference" if reference is not None else select.value, max_faces=max_faces,
+        min_face_size=min_face_size, similarity=similarity, enhance_blend=enhance_blend)
+    with err.status("loading models"):
+        pipeline = Pipeline.from_models(chosen, pool, options)
+    out.print(_models_table(chosen, pool))
+    src = pipeline.prepare_source(source_image, str(source))
+    ref = pipeline.prepare_reference(reference_image, str(reference)) if reference_image is not None else None
+
+    if video:
+        summary = _run_video(pipeline, src, target, output, ref, n_workers)
+    else:
+        with err.status(f"swapping {target.name}"):
+            summary = swap_image(pipeline, src, target, output, ref)
+    if json_out is not None:
+        _write_json(json_out, {**summary.as_dict(), "models": {r: str(m.path) for r, m in chosen.used()}})
+    _print_summary(summary)
+
+
+def _run_video(pipeline, src, target, output, ref, workers):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ffkit.runtime.pipeline import swap_video
+
+    start = time.perf_counter()
+    with Progress(TextColumn("swapping {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[rate]:.2f} frames/s"), TimeRemainingColumn(), console=err,
+                  transient=False) as progress:
+        task = progress.add_task(Path(target).name, total=None, rate=0.0)
+
+        def tick(done: int, total: int) -> None:
+            elapsed = time.perf_counter() - start
+            progress.update(task, completed=done, total=total or None, rate=done / elapsed if elapsed > 0 else 0.0)
+
+        return swap_video(pipeline, src, target, output, ref, workers=workers, progress=tick)
+
+
+def _print_summary(summary) -> None:
+    table = Table(title=f"swap: {summary.target} -> {summary.output}")
+    table.add_column("")
+    table.add_column("")
+    rows = [("size", f"{summary.width}x{summary.height}")]
+    if summary.kind == "video":
+        rows += [("frames", str(summary.frames)), ("fps", summary.fps),
+                 ("frames with swapped faces", str(summary.frames_with_faces)),
+                 ("frames passed through (no face)", str(summary.frames_without_faces)),
+                 ("audio", "copied" if summary.has_audio else "none in the target"),
+                 ("speed", f"{summary.frames_per_second:.2f} frames/s")]
+    else:
+        rows += [("faces detected", str(len(summary.faces)))]
+    rows += [("faces swapped", str(summary.faces_swapped)), ("time", f"{summary.seconds:.1f} s")]
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+    if summary.faces_swapped == 0:
+        _warn(f"no face was swapped in {summary.target}; the output equals the input")
+    out.print(f"wrote {summary.output}")
+
+
+# ------------------------------------------------------------------------------------ demo
+
+@app.command("demo")
+@friendly
+def demo_cmd(
+    output: Path = typer.Option(Path("ffkit-demo"), "-o", "--output", help="Folder for models and results (reused)."),
+    swapper: str = typer.Option("inswapper_128", "--swapper", help="inswapper_128 or simswap_224."),
+    enhance: bool = typer.Option(False, "--enhance", help="Also build GFPGAN v1.4 and restore the swapped faces."),
+    frames: int = typer.Option(16, "--frames", min=1, help="Length of the generated video in frames."),
+    providers: str = typer.Option("auto", "--providers", help="Execution providers (see ffkit swap)."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild the models even if cached."),
+):
+    """Build every stage from deterministic SYNTHETIC weights and run the whole chain on a photo and a video.
+
+    The weights are filled by ffkit's documented deterministic rule, not trained, so the "swap" is an
+    arbitrary but repeatable change of whatever the untrained detector calls a face: this shows the
+    pipeline working end to end, not face-swap quality. Models are cached in OUTPUT/models.
+    """
+    from .demo import run_demo
+
+    run_demo(output, swapper=swapper, enhance=enhance, frames=frames, providers=providers, rebuild=rebuild,
+             console=out, status_console=err, warn=_warn)
