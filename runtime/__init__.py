@@ -1,1 +1,38 @@
-"""Torch-free face-swap runtime: onnxruntime + numpy + OpenCV."""
+"""Torch-free face-swap runtime: onnxruntime + numpy + OpenCV + PyAV.
+
+Stages with numpy contracts (frames are ``H x W x 3`` uint8 BGR)::
+
+    from ffkit.runtime import (SessionPool, resolve_providers, pick_models, Pipeline, SwapOptions,
+                               swap_file)
+
+    models = pick_models("models/")                        # by recorded recipe, not file name
+    pool = SessionPool(resolve_providers("auto"))          # one cached session per artifact
+    pipe = Pipeline.from_models(models, pool, SwapOptions(select="largest"))
+    source = pipe.prepare_source(read_image("face.jpg"))
+    result = pipe.process_frame(frame, source)             # -> FrameResult(image, faces, regions)
+    swap_file(pipe, source, "in.mp4", "out.mp4", workers=2)
+
+Lower level: :class:`Detector`, :class:`Embedder`, :class:`Swapper`, :class:`Enhancer`,
+:mod:`.align` (templates, warp, paste back), :mod:`.retinaface_decode`, :mod:`.media`.
+Nothing here imports torch.
+"""
+
+from .detector import DetectParams, Detector, draw_detections, resize_for_detection
+from .embedder import Embedder, cosine_similarity, normalize
+from .enhancer import Enhancer
+from .media import MediaError, VideoWriter, iter_frames, probe_video, read_image, write_image
+from .models import ModelRef, ModelSelection, identify, pick_models, read_emap, require_role, scan_models
+from .pipeline import (FaceRecord, FrameResult, Pipeline, SourceFace, SwapOptions, SwapSummary,
+                       check_output_path, select_faces, swap_file, swap_image, swap_video)
+from .retinaface_decode import Detections, detect_faces
+from .sessions import SessionPool, default_threads, resolve_providers
+from .swapper import Swapper
+
+__all__ = [
+    "DetectParams", "Detector", "draw_detections", "resize_for_detection", "Embedder", "cosine_similarity", "normalize",
+    "Enhancer", "MediaError", "VideoWriter", "iter_frames", "probe_video", "read_image", "write_image",
+    "ModelRef", "ModelSelection", "identify", "pick_models", "read_emap", "require_role", "scan_models",
+    "FaceRecord", "FrameResult", "Pipeline", "SourceFace", "SwapOptions", "SwapSummary",
+    "check_output_path", "select_faces", "swap_file", "swap_image", "swap_video", "Detections",
+    "detect_faces", "SessionPool", "default_threads", "resolve_providers", "Swapper",
+]

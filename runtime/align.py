@@ -61,8 +61,12 @@ __all__ = [
     "arcface_norm_matrix",
     "simswap_norm_matrix",
     "gfpgan_norm_matrix",
+    "TEMPLATES",
+    "template_for_size",
+    "norm_matrix",
     "transform_points",
     "warp_face",
+    "paste_region",
     "paste_back",
 ]
 
@@ -327,6 +331,57 @@ def gfpgan_norm_matrix(landmarks: np.ndarray, face_size: int = 512) -> np.ndarra
     return estimate_similarity_lmeds(landmarks, ffhq_template(face_size))
 
 
+#: Template names a recipe can record (``Recipe.template``) and what they align to.
+TEMPLATES = ("arcface_112", "arcface_128", "simswap_224", "ffhq_512")
+
+
+def template_for_size(size: int) -> str:
+    """The template a crop of ``size`` pixels usually means: 112 -> ``arcface_112`` (ArcFace),
+    128 -> ``arcface_128`` (inswapper), 224 -> ``simswap_224``, 512 -> ``ffhq_512``; other
+    multiples of 112/128 -> the ArcFace template scaled."""
+    size = int(size)
+    named = {112: "arcface_112", 128: "arcface_128", 224: "simswap_224", 512: "ffhq_512"}
+    if size in named:
+        return named[size]
+    if size % 112 == 0:
+        return "arcface_112"
+    if size % 128 == 0:
+        return "arcface_128"
+    raise ValueError(f"no default template for a {size} px crop (use a multiple of 112 or 128)")
+
+
+def norm_matrix(template: str, landmarks: np.ndarray, size: int, *, lmeds: bool = False) -> np.ndarray:
+    """Frame -> crop matrix aligning ``landmarks`` to the named template at ``size`` pixels.
+
+    Args:
+        template: ``arcface_112`` / ``arcface_128`` (insightface ``estimate_norm``; the
+            name fixes the template family, ``size`` the scale), ``simswap_224`` (SimSwap's
+            five pose templates, best fit), ``ffhq_512`` (FFHQ template; Umeyama as SimSwap
+            512, or LMedS as facexlib/GFPGAN when ``lmeds``).
+        landmarks: ``(5, 2)`` frame landmarks in pixels.
+        size: crop side in pixels.
+
+    Returns:
+        ``(2, 3)`` float64 matrix for :func:`warp_face`.
+    """
+    if template in ("arcface_112", "arcface_128"):
+        base = 112 if template == "arcface_112" else 128
+        if size % base:
+            raise ValueError(f"template {template} needs a crop size multiple of {base}, got {size}")
+        if base == 112 or size % 112:  # insightface's own rule picks this family at this size
+            dst = arcface_template(size)
+        else:  # e.g. arcface_128 at 896 (also a multiple of 112): scale the 128 template
+            dst = arcface_template(128) * np.float32(size / 128)
+        return estimate_similarity(landmarks, dst)
+    if template == "simswap_224":
+        return simswap_norm_matrix(landmarks, size, mode="None")[0]
+    if template == "ffhq_512":
+        if lmeds:
+            return gfpgan_norm_matrix(landmarks, size)
+        return simswap_norm_matrix(landmarks, size, mode="ffhq")[0]
+    raise ValueError(f"unknown template {template!r} (known: {', '.join(TEMPLATES)})")
+
+
 # --------------------------------------------------------------------------
 # Warping
 # --------------------------------------------------------------------------
@@ -383,12 +438,48 @@ def _paste_roi(frame_h: int, frame_w: int, inv: np.ndarray, crop_w: int, crop_h:
     return x0, y0, x1, y1
 
 
+def paste_region(frame_shape: Sequence[int], matrix: np.ndarray, crop_size: SizeLike, *,
+                 blur_radius: Optional[int] = None) -> Optional[Tuple[int, int, int, int]]:
+    """The frame box :func:`paste_back` may change; every pixel outside it is left as is.
+
+    It is the bounding box of every frame pixel a bilinear inverse warp of the
+    crop can touch, widened by the blur radius (an upper bound of the one
+    ``paste_back`` derives, or ``blur_radius`` when given) plus 3 pixels, and
+    clipped to the frame.
+
+    Args:
+        frame_shape: ``(H, W, ...)`` of the frame.
+        matrix: ``(2, 3)`` frame -> crop matrix.
+        crop_size: crop side, or ``(width, height)``.
+        blur_radius: as passed to ``paste_back`` (None: sized to the face).
+
+    Returns:
+        ``(x0, y0, x1, y1)`` with exclusive ends, or None if the crop maps
+        entirely outside the frame.
+    """
+    frame_h, frame_w = int(frame_shape[0]), int(frame_shape[1])
+    crop_w, crop_h = _wh(crop_size)
+    inv = cv2.invertAffineTransform(np.asarray(matrix, dtype=np.float64))
+    # Upper bound of the blur radius, from the warped crop's bounding box
+    # (the mask extents used by the original can only be smaller).
+    box = _paste_roi(frame_h, frame_w, inv, crop_w, crop_h, 0)
+    if box is None:
+        return None
+    if blur_radius is None:
+        bw, bh = box[2] - box[0], box[3] - box[1]
+        r_bound = max(int(math.sqrt(bw * bh)) // 20, 5)
+    else:
+        r_bound = int(blur_radius)
+    return _paste_roi(frame_h, frame_w, inv, crop_w, crop_h, r_bound + 3)
+
+
 def paste_back(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, *,
                erode_size: Optional[int] = None,
                blur_radius: Optional[int] = None,
                face_mask: Optional[np.ndarray] = None,
                round_output: bool = False,
-               interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+               interpolation: int = cv2.INTER_LINEAR,
+               out: Optional[np.ndarray] = None) -> np.ndarray:
     """Blend a (swapped) face crop back into the frame with a feathered mask.
 
     The mask is insightface ``INSwapper.get``'s: warp a white crop back
@@ -417,9 +508,12 @@ def paste_back(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, *,
         round_output: round to nearest instead of truncating (insightface
             truncates with ``astype(np.uint8)``).
         interpolation: for warping the face back (bilinear as insightface).
+        out: write the result into this ``(H, W, C)`` uint8 array instead of a
+            new copy of ``frame``; only pixels inside :func:`paste_region` are
+            written, so ``out=frame`` pastes in place.
 
     Returns:
-        New ``(H, W, C)`` uint8 frame.
+        The ``(H, W, C)`` uint8 result (``out`` when given, else a new array).
     """
     if frame.dtype != np.uint8 or face.dtype != np.uint8:
         raise TypeError("paste_back expects uint8 frame and face")
@@ -428,20 +522,15 @@ def paste_back(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, *,
                          f"got {frame.shape} and {face.shape}")
     frame_h, frame_w = frame.shape[:2]
     crop_h, crop_w = face.shape[:2]
-    out = frame.copy()
+    if out is None:
+        out = frame.copy()
+    elif out.shape != frame.shape or out.dtype != np.uint8:
+        raise ValueError(f"out must be a {frame.shape} uint8 array, got {out.shape} {out.dtype}")
 
     inv = cv2.invertAffineTransform(np.asarray(matrix, dtype=np.float64))
-    # Upper bound of the blur radius, from the warped crop's bounding box
-    # (the mask extents used by the original can only be smaller).
-    box = _paste_roi(frame_h, frame_w, inv, crop_w, crop_h, 0)
-    if box is None:
+    roi = paste_region(frame.shape, matrix, (crop_w, crop_h), blur_radius=blur_radius)
+    if roi is None:
         return out
-    if blur_radius is None:
-        bw, bh = box[2] - box[0], box[3] - box[1]
-        r_bound = max(int(math.sqrt(bw * bh)) // 20, 5)
-    else:
-        r_bound = int(blur_radius)
-    roi = _paste_roi(frame_h, frame_w, inv, crop_w, crop_h, r_bound + 3)
     x0, y0, x1, y1 = roi
     rw, rh = x1 - x0, y1 - y0
 
@@ -480,7 +569,7 @@ def paste_back(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, *,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
         mask *= fm
 
-    target = out[y0:y1, x0:x1]
+    target = frame[y0:y1, x0:x1]
     if fake.ndim == 2:  # OpenCV drops a single channel axis
         fake = fake[:, :, None]
     m3 = mask[:, :, None]

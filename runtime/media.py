@@ -19,6 +19,8 @@ import av
 import cv2
 import numpy as np
 
+from ffkit.toolkit.errors import FfkitError
+
 __all__ = [
     "MediaError", "VideoInfo", "VideoWriter", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES",
     "read_image", "write_image", "is_image_path", "is_video_path",
@@ -29,9 +31,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 
 
-class MediaError(ValueError):
+class MediaError(FfkitError, ValueError):
     """A media file is missing, unreadable, malformed, or cannot be written.
-    The message is one line naming the file and the problem."""
+    The message is one line naming the file and the problem (the CLI prints it as
+    ``error: ...``; it is also a ValueError for callers that catch that)."""
 
 
 def _suffix(path) -> str:

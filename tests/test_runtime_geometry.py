@@ -426,3 +426,65 @@ def test_paste_back_options_and_degenerate():
     assert out is not frame
     with pytest.raises(TypeError):
         align.paste_back(frame.astype(np.float32), face, m)
+
+
+# ---------------------------------------------------------------------------
+# Template dispatch, paste region, in-place paste
+# ---------------------------------------------------------------------------
+
+def test_template_for_size():
+    assert [align.template_for_size(s) for s in (112, 128, 224, 512, 256, 336)] == [
+        "arcface_112", "arcface_128", "simswap_224", "ffhq_512", "arcface_128", "arcface_112"]
+    with pytest.raises(ValueError):
+        align.template_for_size(100)
+
+
+def test_norm_matrix_dispatches_to_the_originals():
+    lm = _face_landmarks(1.3, 8.0, 200, 150)
+    np.testing.assert_array_equal(align.norm_matrix("arcface_112", lm, 112), align.arcface_norm_matrix(lm, 112))
+    np.testing.assert_array_equal(align.norm_matrix("arcface_128", lm, 128), align.arcface_norm_matrix(lm, 128))
+    np.testing.assert_array_equal(align.norm_matrix("arcface_128", lm, 256), align.arcface_norm_matrix(lm, 256))
+    np.testing.assert_array_equal(align.norm_matrix("arcface_112", lm, 224), align.arcface_norm_matrix(lm, 224))
+    np.testing.assert_array_equal(align.norm_matrix("simswap_224", lm, 224), align.simswap_norm_matrix(lm, 224)[0])
+    np.testing.assert_array_equal(align.norm_matrix("ffhq_512", lm, 512),
+                                  align.simswap_norm_matrix(lm, 512, "ffhq")[0])
+    np.testing.assert_array_equal(align.norm_matrix("ffhq_512", lm, 512, lmeds=True),
+                                  align.gfpgan_norm_matrix(lm, 512))
+    # arcface_128 at a size that is also a multiple of 112 keeps the 128 family (+8 px shift, scaled)
+    m = align.norm_matrix("arcface_128", lm, 896)
+    np.testing.assert_allclose(align.transform_points(lm, m), align.arcface_template(128) * 7, atol=1e-3)
+    with pytest.raises(ValueError):
+        align.norm_matrix("arcface_112", lm, 128)
+    with pytest.raises(ValueError):
+        align.norm_matrix("nope", lm, 128)
+
+
+@pytest.mark.parametrize("case", [
+    dict(scale=1.0, angle=12.0, cx=240, cy=180),
+    dict(scale=1.6, angle=-25.0, cx=30, cy=20),
+    dict(scale=0.5, angle=170.0, cx=470, cy=350),
+])
+def test_paste_region_bounds_every_change_and_in_place_paste(case):
+    frame = _smooth_frame(360, 480, seed=3)
+    m = align.arcface_norm_matrix(_face_landmarks(**case), 128)
+    face = np.random.default_rng(4).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    out = align.paste_back(frame, face, m)
+    x0, y0, x1, y1 = align.paste_region(frame.shape, m, 128)
+    assert 0 <= x0 < x1 <= 480 and 0 <= y0 < y1 <= 360
+    inside = np.zeros(frame.shape[:2], bool)
+    inside[y0:y1, x0:x1] = True
+    changed = np.any(out != frame, axis=2)
+    assert changed.any() and not changed[~inside].any()
+    # the region is not wastefully large: the changes reach near its edges (blur + 3 px margin)
+    ys, xs = np.nonzero(changed)
+    assert xs.min() - x0 < 40 and ys.min() - y0 < 40
+    # in place: same pixels, same array
+    target = frame.copy()
+    res = align.paste_back(target, face, m, out=target)
+    assert res is target
+    np.testing.assert_array_equal(target, out)
+    with pytest.raises(ValueError):
+        align.paste_back(frame, face, m, out=np.zeros((10, 10, 3), np.uint8))
+    m_out = m.copy()
+    m_out[:, 2] -= 5000
+    assert align.paste_region(frame.shape, m_out, 128) is None

@@ -43,16 +43,15 @@ def _write_json(path: Path, data: dict) -> None:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def _models_table(models, pool) -> Table:
+def _print_models(models, pool) -> None:
+    """One line per artifact used: role, file, recipe, variant, the providers its session runs on."""
     used = dict(pool.loaded())
-    table = Table(title="models used")
-    for col in ("role", "file", "recipe", "variant", "providers"):
-        table.add_column(col)
     for role, ref in models.used():
         providers = used.get(str(ref.path.resolve()), ())
-        table.add_row(role, str(ref.path), ref.recipe.name + (" (foreign, no ffkit metadata)" if ref.foreign else ""),
-                      ref.variant, ", ".join(p.replace("ExecutionProvider", "") for p in providers))
-    return table
+        origin = ", foreign file recognised by its I/O" if ref.foreign else ""
+        out.print(f"{role:<9} {ref.path}  ({ref.recipe.name}, {ref.variant}{origin}; "
+                  f"{', '.join(p.replace('ExecutionProvider', '') for p in providers)})",
+                  soft_wrap=True, highlight=False)
 
 
 # ------------------------------------------------------------------------------------ detect
@@ -94,6 +93,10 @@ def detect_cmd(
             raise FfkitError(f"--crop-size {crop_size}: {e}") from None
     elif template not in align.TEMPLATES:
         raise FfkitError(f"--template {template}: unknown (known: {', '.join(align.TEMPLATES)})")
+    try:  # the template/size pair must make sense before any work is done
+        align.norm_matrix(template, align.arcface_template(112).astype("float64") * 2 + 10, crop_size)
+    except ValueError as e:
+        raise FfkitError(f"--template {template} --crop-size {crop_size}: {e}") from None
     if crops is not None and (crops.exists() and not crops.is_dir()):
         raise FfkitError(f"{crops}: --crops needs a folder")
     for path in (json_out, draw if draw is not None and len(images) == 1 else None):
@@ -217,9 +220,9 @@ def swap_cmd(
         min_face_size=min_face_size, similarity=similarity, enhance_blend=enhance_blend)
     with err.status("loading models"):
         pipeline = Pipeline.from_models(chosen, pool, options)
-    out.print(_models_table(chosen, pool))
-    src = pipeline.prepare_source(source_image, str(source))
-    ref = pipeline.prepare_reference(reference_image, str(reference)) if reference_image is not None else None
+        src = pipeline.prepare_source(source_image, str(source))
+        ref = pipeline.prepare_reference(reference_image, str(reference)) if reference_image is not None else None
+    _print_models(chosen, pool)
 
     if video:
         summary = _run_video(pipeline, src, target, output, ref, n_workers)
@@ -250,10 +253,10 @@ def _run_video(pipeline, src, target, output, ref, workers):
 
 
 def _print_summary(summary) -> None:
-    table = Table(title=f"swap: {summary.target} -> {summary.output}")
-    table.add_column("")
-    table.add_column("")
-    rows = [("size", f"{summary.width}x{summary.height}")]
+    table = Table(title="swap summary", show_header=False)
+    table.add_column("what")
+    table.add_column("value", overflow="fold")
+    rows = [("target", str(summary.target)), ("size", f"{summary.width}x{summary.height}")]
     if summary.kind == "video":
         rows += [("frames", str(summary.frames)), ("fps", summary.fps),
                  ("frames with swapped faces", str(summary.frames_with_faces)),
@@ -279,7 +282,7 @@ def demo_cmd(
     output: Path = typer.Option(Path("ffkit-demo"), "-o", "--output", help="Folder for models and results (reused)."),
     swapper: str = typer.Option("inswapper_128", "--swapper", help="inswapper_128 or simswap_224."),
     enhance: bool = typer.Option(False, "--enhance", help="Also build GFPGAN v1.4 and restore the swapped faces."),
-    frames: int = typer.Option(16, "--frames", min=1, help="Length of the generated video in frames."),
+    frames: int = typer.Option(12, "--frames", min=1, help="Length of the generated video in frames."),
     providers: str = typer.Option("auto", "--providers", help="Execution providers (see ffkit swap)."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild the models even if cached."),
 ):

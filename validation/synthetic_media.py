@@ -26,13 +26,36 @@ def synthetic_frame(index: int, width: int = 96, height: int = 64) -> np.ndarray
     return img
 
 
+def pan_frames(image: np.ndarray, frames: int, zoom: float = 1.35):
+    """A frame function for :func:`make_test_video`: a slow pan and zoom over ``image``
+    (``H x W x 3`` uint8 BGR), so faces in it move and change size across ``frames`` frames.
+
+    Frame ``i`` crops a window of ``1 / z`` of the image (``z`` from 1 to ``zoom``) whose centre
+    drifts left to right, and resizes it to the video size (bilinear)."""
+    h, w = image.shape[:2]
+
+    def frame(index: int, width: int, height: int) -> np.ndarray:
+        t = index / max(frames - 1, 1)
+        z = 1.0 + (zoom - 1.0) * t
+        cw, ch = w / z, h / z
+        cx = cw / 2 + (w - cw) * t
+        cy = h / 2
+        m = np.array([[width / cw, 0, -(cx - cw / 2) * width / cw],
+                      [0, height / ch, -(cy - ch / 2) * height / ch]], dtype=np.float64)
+        return cv2.warpAffine(image, m, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+    return frame
+
+
 def make_test_video(path, frames: int = 32, size=(96, 64), fps=25,
                     with_audio: bool = True, audio_codec: str = "aac",
-                    sample_rate: int = 44100, video_codec: str | None = None) -> str:
+                    sample_rate: int = 44100, video_codec: str | None = None,
+                    frame_fn=None) -> str:
     """Write a short synthetic video to ``path`` (container from the suffix).
 
-    ``size`` is (width, height); frames are :func:`synthetic_frame` images
-    (BGR uint8) encoded as yuv420p (yuv444p if a side is odd) with libx264
+    ``size`` is (width, height); frames are ``frame_fn(index, width, height)``
+    (default :func:`synthetic_frame`; e.g. :func:`pan_frames` over a photo),
+    BGR uint8, encoded as yuv420p (yuv444p if a side is odd) with libx264
     (mpeg4 / libvpx-vp9 fallback).
     With ``with_audio`` a stereo 440 Hz sine of the same duration
     (frames / fps seconds) is added, encoded with ``audio_codec``
@@ -75,7 +98,7 @@ def make_test_video(path, frames: int = 32, size=(96, 64), fps=25,
                 written += n
 
         for i in range(frames):
-            vf = av.VideoFrame.from_ndarray(synthetic_frame(i, width, height), format="bgr24")
+            vf = av.VideoFrame.from_ndarray((frame_fn or synthetic_frame)(i, width, height), format="bgr24")
             vf.pts, vf.time_base = i, 1 / rate
             out.mux(vs.encode(vf))
             encode_audio_until(min(total_samples, int(round((i + 1) / rate * sample_rate))))

@@ -1,0 +1,265 @@
+"""Pick the detector, embedder, swapper and enhancer artifacts out of a models folder.
+
+Every ffkit artifact records its recipe (``ffkit.recipe``) and variant (``ffkit.variant``:
+``fp32``, ``fp16``, ``int8``, optionally with a suffix such as ``fp32-unfused``) in its
+``metadata_props``; files are chosen by those, never by file name. An ONNX file without ffkit
+metadata is recognised when its interface is insightface's ``inswapper_128.onnx`` (inputs
+``target`` 1x3x128x128 and ``source`` 1x512, output ``output``, a 512x512 last initializer:
+the emap); other foreign files are ignored and listed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ffkit.recipes import REGISTRY, get_recipe
+from ffkit.recipes.spec import Recipe
+from ffkit.toolkit.errors import ArtifactError, FfkitError
+
+from .onnx_info import ModelInfo, read_initializer, read_model_info
+
+__all__ = ["ROLES", "PREFERENCE", "ModelRef", "ModelSelection", "identify", "scan_models",
+           "require_role", "pick_models", "read_emap"]
+
+ROLES = ("detector", "embedder", "swapper", "enhancer")
+
+#: Within a role, which recipe wins when a folder holds several (best first).
+PREFERENCE = {
+    "detector": ("retinaface_resnet50", "retinaface_mobilenet0.25"),
+    "embedder": ("arcface_iresnet100", "arcface_iresnet50", "arcface_iresnet18"),
+    "swapper": ("inswapper_128", "simswap_512", "simswap_224"),
+    "enhancer": ("gfpgan_v1.4",),
+}
+
+FOREIGN_INSWAPPER = "inswapper_128"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One usable ONNX file: its recipe (for a foreign inswapper, ``inswapper_128``'s), its
+    variant, and whether it came without ffkit metadata (``foreign``)."""
+
+    path: Path
+    recipe: Recipe = field(repr=False)
+    variant: str
+    foreign: bool
+    info: ModelInfo = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"ModelRef({str(self.path)!r}, {self.recipe.name}, {self.variant}{', foreign' if self.foreign else ''})"
+
+    @property
+    def role(self) -> str:
+        return self.recipe.role
+
+    @property
+    def precision(self) -> str:
+        """``fp32`` / ``fp16`` / ``int8``: the variant's first part."""
+        return self.variant.split("-")[0]
+
+    def describe(self) -> str:
+        origin = "no ffkit metadata, recognised by its I/O" if self.foreign else "ffkit artifact"
+        return f"{self.recipe.name} {self.variant} ({origin})"
+
+
+@dataclass
+class ModelSelection:
+    """The artifacts ``ffkit swap`` runs; ``notes`` say about fallbacks and ignored files."""
+
+    detector: ModelRef
+    embedder: ModelRef
+    swapper: ModelRef | None = None
+    enhancer: ModelRef | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def used(self) -> list[tuple[str, ModelRef]]:
+        return [(role, ref) for role in ROLES if (ref := getattr(self, role)) is not None]
+
+
+def _dims_match(shape: Sequence, want: Sequence[int]) -> bool:
+    """Fixed dims equal; the batch axis may also be symbolic or unknown."""
+    return len(shape) == len(want) and all(
+        have == need or (i == 0 and not isinstance(have, int)) for i, (have, need) in enumerate(zip(shape, want)))
+
+
+def _looks_like_inswapper(info: ModelInfo) -> bool:
+    ins = {t.name: t for t in info.inputs}
+    if set(ins) != {"target", "source"} or [t.name for t in info.outputs] != ["output"]:
+        return False
+    last = info.last_initializer
+    return (_dims_match(ins["target"].shape, (1, 3, 128, 128)) and _dims_match(ins["source"].shape, (1, 512))
+            and last is not None and last.dims == (512, 512))
+
+
+def identify(path: str | os.PathLike, strict: bool = True) -> ModelRef | None:
+    """What the ONNX file at ``path`` is, or None for a foreign file ffkit does not know.
+
+    Raises:
+        ArtifactError: unreadable/truncated file, or (when ``strict``) one recording a recipe
+        this ffkit lacks (not strict: None).
+    """
+    path = Path(path)
+    info = read_model_info(path)
+    name = info.metadata.get("ffkit.recipe")
+    if name is not None:
+        if name not in REGISTRY:
+            if not strict:
+                return None
+            raise ArtifactError(f"{path}: records recipe {name!r}, which this ffkit does not know")
+        return ModelRef(path, get_recipe(name), info.metadata.get("ffkit.variant", "fp32"), False, info)
+    if _looks_like_inswapper(info):
+        precision = "fp16" if info.inputs[0].elem_type == 10 else "fp32"
+        return ModelRef(path, get_recipe(FOREIGN_INSWAPPER), precision, True, info)
+    return None
+
+
+def scan_models(folder: str | os.PathLike) -> tuple[list[ModelRef], list[Path]]:
+    """Every ``*.onnx`` directly in ``folder``: ``(usable refs, ignored foreign files)``.
+
+    Raises:
+        FfkitError: the folder does not exist or is not a folder.
+        ArtifactError: an ``.onnx`` file in it cannot be read (the message names it).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FfkitError(f"{folder}: models folder not found" if not folder.exists()
+                         else f"{folder}: not a folder (--models takes the folder `ffkit build` filled)")
+    refs, ignored = [], []
+    for path in sorted(folder.glob("*.onnx")):
+        if path.name.startswith("."):  # temp files of an atomic write in progress
+            continue
+        ref = identify(path, strict=False)
+        (refs.append(ref) if ref is not None else ignored.append(path))
+    return refs, ignored
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
+def _recipes_of(role: str) -> str:
+    return ", ".join(r.name for r in REGISTRY.values() if r.role == role)
+
+
+def require_role(path: str | os.PathLike, role: str, option: str) -> ModelRef:
+    """The artifact at ``path``, which must be a ``role``; otherwise a one-line error naming it."""
+    path = Path(path)
+    ref = identify(path)
+    if ref is None:
+        raise ArtifactError(f"{path}: records no ffkit recipe and is not an inswapper_128-style file; "
+                            f"{option} needs {_a(role)} ({_recipes_of(role)})")
+    if ref.role != role:
+        raise ArtifactError(f"{path}: is {_a(ref.role)} artifact ({ref.recipe.name}), "
+                            f"but {option} needs {_a(role)} ({_recipes_of(role)})")
+    return ref
+
+
+def _rank(ref: ModelRef, variant: str | None, role: str) -> tuple:
+    order = PREFERENCE.get(role, ())
+    precision_rank = {"fp32": 1, "fp16": 2, "int8": 3}
+    return (0 if variant and ref.precision == variant else 1,
+            precision_rank.get(ref.precision, 4),
+            order.index(ref.recipe.name) if ref.recipe.name in order else len(order),
+            ref.foreign, "-" in ref.variant, ref.path.name)
+
+
+def _choose(refs: list[ModelRef], role: str, variant: str | None, folder: Path,
+            notes: list[str]) -> ModelRef | None:
+    candidates = [r for r in refs if r.role == role]
+    if not candidates:
+        return None
+    best = min(candidates, key=lambda r: _rank(r, variant, role))
+    if variant and best.precision != variant:
+        notes.append(f"no {variant} {role} in {folder}; using {best.path.name} ({best.variant})")
+    return best
+
+
+def _missing(folder: Path, role: str, refs: list[ModelRef]) -> FfkitError:
+    have = ", ".join(f"{r.path.name} ({r.recipe.name})" for r in refs) or "no ONNX artifacts"
+    return FfkitError(f"{folder}: no {role} artifact ({_recipes_of(role)}) in the models folder; it has: {have}")
+
+
+def pick_models(folder: str | os.PathLike, *, swapper: str | None = None, variant: str | None = None,
+                enhance: bool = False, need_swapper: bool = True) -> ModelSelection:
+    """Choose one artifact per role from ``folder``.
+
+    Args:
+        folder: the folder ``ffkit build`` filled (``*.onnx`` files directly in it).
+        swapper: None (best available: inswapper_128, simswap_512, simswap_224), a recipe name,
+            a file name in ``folder``, or a path to an ONNX file elsewhere (e.g. insightface's
+            ``inswapper_128.onnx``).
+        variant: preferred precision ``fp32`` / ``fp16`` / ``int8``; a role without it falls
+            back to the best other precision (fp32 first), with a note.
+        enhance: also pick the enhancer (GFPGAN).
+        need_swapper: False to pick only detector and embedder (``--reference`` matching).
+
+    Raises:
+        FfkitError: the folder lacks a needed role, or ``swapper`` names a file of another role.
+    """
+    folder = Path(folder)
+    refs, ignored = scan_models(folder)
+    notes = [f"ignored {p.name}: not an artifact of a known recipe, nor an inswapper_128-style file"
+             for p in ignored]
+    chosen: dict[str, ModelRef | None] = {}
+    for role in ("detector", "embedder"):
+        chosen[role] = _choose(refs, role, variant, folder, notes)
+        if chosen[role] is None:
+            raise _missing(folder, role, refs)
+    chosen["swapper"] = None
+    if need_swapper:
+        if swapper is None:
+            chosen["swapper"] = _choose(refs, "swapper", variant, folder, notes)
+            if chosen["swapper"] is None:
+                raise _missing(folder, "swapper", refs)
+        elif swapper in REGISTRY:
+            recipe = get_recipe(swapper)
+            if recipe.role != "swapper":
+                raise FfkitError(f"--swapper {swapper}: {swapper} is {_a(recipe.role)}, not a swapper "
+                                 f"({_recipes_of('swapper')})")
+            chosen["swapper"] = _choose([r for r in refs if r.recipe.name == swapper], "swapper", variant,
+                                        folder, notes)
+            if chosen["swapper"] is None:
+                raise FfkitError(f"{folder}: no {swapper} artifact in the models folder; swappers there: "
+                                 f"{', '.join(r.path.name for r in refs if r.role == 'swapper') or 'none'}")
+        else:
+            path = Path(swapper)
+            if not path.exists() and (folder / swapper).exists():
+                path = folder / swapper
+            if not path.exists():
+                raise FfkitError(f"--swapper {swapper}: neither a swapper recipe ({_recipes_of('swapper')}), "
+                                 f"nor a file in {folder}, nor an ONNX file")
+            chosen["swapper"] = require_role(path, "swapper", "--swapper")
+    chosen["enhancer"] = None
+    if enhance:
+        chosen["enhancer"] = _choose(refs, "enhancer", variant, folder, notes)
+        if chosen["enhancer"] is None:
+            raise _missing(folder, "enhancer", refs)
+    return ModelSelection(notes=notes, **chosen)
+
+
+def read_emap(ref: ModelRef) -> np.ndarray:
+    """The 512x512 float32 emap of an inswapper artifact (named ``emap``, else the last
+    512x512 initializer, as insightface reads it).
+
+    Raises:
+        ArtifactError: the artifact holds none (exported without ``--emap``).
+    """
+    info = ref.info
+    if info.metadata.get("ffkit.emap") == "none":
+        raise ArtifactError(f"{ref.path}: this inswapper artifact was exported without an emap (export it with "
+                            "--emap EMAP.npy|inswapper_128.onnx)")
+    init = info.named_initializers.get("emap")
+    if init is None and info.last_initializer is not None and info.last_initializer.dims == (512, 512):
+        init = info.last_initializer
+    if init is None:
+        raise ArtifactError(f"{ref.path}: this inswapper artifact holds no emap (export it with --emap "
+                            "EMAP.npy|inswapper_128.onnx)")
+    emap = read_initializer(info, init)
+    if emap.shape != (512, 512):
+        raise ArtifactError(f"{ref.path}: emap has shape {emap.shape}, expected 512x512")
+    return np.ascontiguousarray(emap, dtype=np.float32)

@@ -1,0 +1,255 @@
+"""Read what an ONNX file says about itself without loading its weights.
+
+A models folder holds several hundred-megabyte artifacts; picking the right ones needs only
+their ``metadata_props``, their graph inputs/outputs and (for inswapper) the last
+initializer's shape. :func:`read_model_info` walks the protobuf wire format over a memory
+map, skipping every weight by its length, so scanning a folder touches a few kilobytes per
+file. :func:`read_initializer` then reads one initializer (e.g. the inswapper ``emap``)
+straight from the map. Pure python + numpy; no ``onnx`` import needed.
+
+Field numbers are those of ``onnx/onnx.proto`` (stable since IR version 3).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ffkit.toolkit.errors import ArtifactError
+
+__all__ = ["TensorInfo", "InitializerInfo", "ModelInfo", "read_model_info", "read_initializer"]
+
+#: ONNX TensorProto.DataType -> numpy dtype (the ones a model's I/O or emap can use).
+ONNX_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64, 10: np.float16,
+               11: np.float64, 9: np.bool_}
+
+# ModelProto
+_M_GRAPH, _M_METADATA = 7, 14
+# GraphProto
+_G_INITIALIZER, _G_INPUT, _G_OUTPUT = 5, 11, 12
+# TensorProto
+_T_DIMS, _T_DATA_TYPE, _T_FLOAT_DATA, _T_NAME, _T_RAW_DATA, _T_DATA_LOCATION = 1, 2, 4, 8, 9, 14
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A graph input or output: ``shape`` holds ints, dim_param strings, or None (unknown)."""
+
+    name: str
+    shape: tuple[int | str | None, ...]
+    elem_type: int  # ONNX TensorProto.DataType (1 = float32, 10 = float16)
+
+    @property
+    def dtype(self):
+        return ONNX_DTYPES.get(self.elem_type)
+
+
+@dataclass(frozen=True)
+class InitializerInfo:
+    """Where one initializer's data lies in the file (``offset``/``length`` in bytes)."""
+
+    name: str
+    dims: tuple[int, ...]
+    data_type: int
+    offset: int | None = None  # of raw_data or packed float_data; None: external or not raw
+    length: int = 0
+    packed_floats: bool = False
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Metadata and interface of one ONNX file (weights not read)."""
+
+    path: Path
+    metadata: dict[str, str]
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    last_initializer: InitializerInfo | None
+    named_initializers: dict[str, InitializerInfo] = field(default_factory=dict)
+
+
+def _varint(buf, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise ValueError("truncated varint")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 70:
+            raise ValueError("varint too long")
+
+
+def _fields(buf, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
+    """Yield ``(field number, wire type, value or payload start, payload end)``.
+
+    Varint/fixed fields yield their value in the third slot and -1 as end; length-delimited
+    fields yield the payload's ``[start, end)`` in the whole buffer.
+    """
+    pos = start
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+            yield number, wire, value, -1
+        elif wire == 1:
+            yield number, wire, int.from_bytes(buf[pos:pos + 8], "little"), -1
+            pos += 8
+        elif wire == 2:
+            length, pos = _varint(buf, pos)
+            if pos + length > end:
+                raise ValueError("field runs past its message")
+            yield number, wire, pos, pos + length
+            pos += length
+        elif wire == 5:
+            yield number, wire, int.from_bytes(buf[pos:pos + 4], "little"), -1
+            pos += 4
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+    if pos != end:
+        raise ValueError("message overruns its length")
+
+
+def _text(buf, start: int, end: int) -> str:
+    return bytes(buf[start:end]).decode("utf-8", errors="replace")
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _value_info(buf, start: int, end: int) -> TensorInfo:
+    name, shape, elem = "", [], 0
+    for num, wire, a, b in _fields(buf, start, end):
+        if num == 1 and wire == 2:
+            name = _text(buf, a, b)
+        elif num == 2 and wire == 2:  # TypeProto
+            for tnum, twire, ta, tb in _fields(buf, a, b):
+                if tnum == 1 and twire == 2:  # tensor_type
+                    for xnum, xwire, xa, xb in _fields(buf, ta, tb):
+                        if xnum == 1 and xwire == 0:
+                            elem = xa
+                        elif xnum == 2 and xwire == 2:  # TensorShapeProto
+                            for dnum, dwire, da, db in _fields(buf, xa, xb):
+                                if dnum == 1 and dwire == 2:
+                                    dim = None
+                                    for vnum, vwire, va, vb in _fields(buf, da, db):
+                                        if vnum == 1 and vwire == 0:
+                                            dim = _signed(va)
+                                        elif vnum == 2 and vwire == 2:
+                                            dim = _text(buf, va, vb)
+                                    shape.append(dim)
+    return TensorInfo(name, tuple(shape), elem)
+
+
+def _initializer(buf, start: int, end: int) -> InitializerInfo:
+    name, dims, dtype, offset, length, packed, external = "", [], 0, None, 0, False, False
+    for num, wire, a, b in _fields(buf, start, end):
+        if num == _T_DIMS:
+            if wire == 0:
+                dims.append(_signed(a))
+            elif wire == 2:  # packed
+                pos = a
+                while pos < b:
+                    v, pos = _varint(buf, pos)
+                    dims.append(_signed(v))
+        elif num == _T_DATA_TYPE and wire == 0:
+            dtype = a
+        elif num == _T_NAME and wire == 2:
+            name = _text(buf, a, b)
+        elif num == _T_RAW_DATA and wire == 2:
+            offset, length = a, b - a
+        elif num == _T_FLOAT_DATA and wire == 2:
+            offset, length, packed = a, b - a, True
+        elif num == _T_DATA_LOCATION and wire == 0 and a == 1:
+            external = True
+    if external:
+        offset, length = None, 0
+    return InitializerInfo(name, tuple(dims), dtype, offset, length, packed)
+
+
+def _scan(buf, path: Path) -> ModelInfo:
+    metadata: dict[str, str] = {}
+    inputs: list[TensorInfo] = []
+    outputs: list[TensorInfo] = []
+    last = None
+    named: dict[str, InitializerInfo] = {}
+    saw_graph = False
+    for num, wire, a, b in _fields(buf, 0, len(buf)):
+        if num == _M_METADATA and wire == 2:
+            key = value = ""
+            for knum, kwire, ka, kb in _fields(buf, a, b):
+                if knum == 1 and kwire == 2:
+                    key = _text(buf, ka, kb)
+                elif knum == 2 and kwire == 2:
+                    value = _text(buf, ka, kb)
+            metadata[key] = value
+        elif num == _M_GRAPH and wire == 2:
+            saw_graph = True
+            for gnum, gwire, ga, gb in _fields(buf, a, b):
+                if gwire != 2:
+                    continue
+                if gnum == _G_INPUT:
+                    inputs.append(_value_info(buf, ga, gb))
+                elif gnum == _G_OUTPUT:
+                    outputs.append(_value_info(buf, ga, gb))
+                elif gnum == _G_INITIALIZER:
+                    last = _initializer(buf, ga, gb)
+                    if last.name == "emap":
+                        named[last.name] = last
+    if not saw_graph or not outputs:
+        raise ValueError("no graph")
+    return ModelInfo(path, metadata, tuple(inputs), tuple(outputs), last, named)
+
+
+def read_model_info(path: str | os.PathLike) -> ModelInfo:
+    """Metadata, inputs, outputs and last initializer of the ONNX file at ``path``.
+
+    Raises :class:`~ffkit.toolkit.errors.ArtifactError` (one line naming the file) for a
+    missing, empty, truncated or non-ONNX file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ArtifactError(f"{path}: empty file, not an ONNX model")
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            return _scan(mm, path)
+    except (ValueError, IndexError, OSError) as err:
+        raise ArtifactError(f"{path}: not an ONNX model or truncated ({err})") from None
+
+
+def read_initializer(info: ModelInfo, init: InitializerInfo) -> np.ndarray:
+    """The data of ``init`` (from ``info``'s file) as a numpy array of its dims.
+
+    Reads ``raw_data`` or packed ``float_data`` in place; for an initializer stored as
+    external data or in typed fields other than float_data, falls back to ``onnx``.
+    """
+    dtype = ONNX_DTYPES.get(init.data_type)
+    if init.offset is not None and dtype is not None:
+        if init.packed_floats:
+            dtype = np.float32
+        with open(info.path, "rb") as f:
+            f.seek(init.offset)
+            data = f.read(init.length)
+        arr = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<"))
+        if arr.size == int(np.prod(init.dims)):
+            return arr.reshape(init.dims).astype(dtype, copy=True)
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(info.path))
+    for tensor in model.graph.initializer:
+        if tensor.name == init.name:
+            return numpy_helper.to_array(tensor)
+    raise ArtifactError(f"{info.path}: initializer {init.name!r} not found")

@@ -1,0 +1,171 @@
+"""onnxruntime sessions: provider choice and one cached InferenceSession per artifact.
+
+A :class:`SessionPool` is an ordinary object the caller owns and passes around (no module
+state is read at inference time). ``InferenceSession.run`` is thread-safe, so the video
+worker threads share the pool's sessions; onnxruntime releases the GIL while it computes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import onnxruntime as ort
+
+from ffkit.toolkit.errors import ArtifactError, FfkitError
+
+__all__ = ["PROVIDER_ALIASES", "AUTO_ORDER", "ProviderChoice", "resolve_providers", "SessionPool",
+           "default_threads"]
+
+#: Short names accepted by ``--providers`` (any case), and the full names themselves.
+PROVIDER_ALIASES = {
+    "tensorrt": "TensorrtExecutionProvider", "trt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "directml": "DmlExecutionProvider", "dml": "DmlExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+
+#: What ``auto`` uses, best first, when onnxruntime has it. TensorRT is left out of ``auto``:
+#: it builds an engine per model and input shape (minutes), so it is used only when asked for.
+AUTO_ORDER = ("CUDAExecutionProvider", "CoreMLExecutionProvider", "DmlExecutionProvider",
+              "CPUExecutionProvider")
+
+CPU = "CPUExecutionProvider"
+
+
+@dataclass(frozen=True)
+class ProviderChoice:
+    """Providers to ask onnxruntime for (best first, CPU last) and why some were dropped."""
+
+    providers: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
+
+
+def resolve_providers(requested: Sequence[str] | str | None = None,
+                      available: Iterable[str] | None = None) -> ProviderChoice:
+    """Turn ``--providers`` into an onnxruntime provider list.
+
+    Args:
+        requested: None, ``"auto"``, a comma-separated string or a list of names; names are
+            short (``cuda``, ``tensorrt``, ``coreml``, ``directml``, ``cpu``, any case) or full
+            onnxruntime names. ``auto`` = :data:`AUTO_ORDER` filtered by availability.
+        available: what onnxruntime offers (default ``ort.get_available_providers()``).
+
+    Returns:
+        :class:`ProviderChoice`: the available requested providers in the given order (CUDA
+        added after TensorRT when present), with CPU appended as the fallback; a warning for
+        each one this onnxruntime lacks.
+
+    Raises:
+        FfkitError: a name that is no known provider.
+    """
+    have = list(ort.get_available_providers() if available is None else available)
+    if isinstance(requested, str):
+        requested = [p for p in requested.split(",") if p.strip()]
+    names = [p.strip() for p in (requested or [])]
+    if not names or [n.lower() for n in names] == ["auto"]:
+        return ProviderChoice(tuple(p for p in AUTO_ORDER if p in have or p == CPU))
+    full_names = set(PROVIDER_ALIASES.values()) | set(have)
+    chosen: list[str] = []
+    warnings: list[str] = []
+    for name in names:
+        full = PROVIDER_ALIASES.get(name.lower(), name)
+        if full not in full_names:
+            raise FfkitError(f"unknown execution provider {name!r} (known: {', '.join(sorted(set(PROVIDER_ALIASES)))};"
+                             f" this onnxruntime has: {', '.join(have)})")
+        if full not in have:
+            warnings.append(f"{full} is not available in this onnxruntime ({ort.__version__}, has "
+                            f"{', '.join(have)}); falling back to CPU")
+            continue
+        if full not in chosen:
+            chosen.append(full)
+    trt, cuda = "TensorrtExecutionProvider", "CUDAExecutionProvider"
+    if trt in chosen and cuda in have and cuda not in chosen:  # nodes TensorRT rejects run on CUDA, not CPU
+        chosen.insert(chosen.index(trt) + 1, cuda)
+    if CPU not in chosen:
+        chosen.append(CPU)
+    return ProviderChoice(tuple(chosen), tuple(warnings))
+
+
+def default_threads(workers: int = 1, cores: int | None = None) -> int:
+    """Intra-op threads per session when ``workers`` frames run at once: cores // workers (>= 1)."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // max(1, workers))
+
+
+@dataclass
+class SessionPool:
+    """One InferenceSession per (model path, providers), created on first use, thread-safe.
+
+    Attributes:
+        choice: providers for every session of this pool (:func:`resolve_providers`).
+        intra_op_threads: onnxruntime intra-op threads per session (0 = onnxruntime decides).
+        warn: called once per distinct warning (a requested provider missing, or one that
+            onnxruntime could not start for a model, so that it ran on CPU).
+    """
+
+    choice: ProviderChoice = field(default_factory=resolve_providers)
+    intra_op_threads: int = 0
+    warn: Callable[[str], None] = lambda message: None
+
+    def __post_init__(self) -> None:
+        self._sessions: dict[tuple, ort.InferenceSession] = {}
+        self._lock = threading.Lock()
+        self._warned: set[str] = set()
+        for message in self.choice.warnings:
+            self._warn_once(message)
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            self.warn(message)
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        return self.choice.providers
+
+    def get(self, path: str | os.PathLike) -> ort.InferenceSession:
+        """The session for the ONNX file at ``path`` (created once, then reused).
+
+        Raises:
+            ArtifactError: onnxruntime cannot load the file (message names it).
+        """
+        key = (str(Path(path).resolve()), self.providers, self.intra_op_threads)
+        with self._lock:
+            session = self._sessions.get(key)
+            if session is None:
+                session = self._create(Path(path))
+                self._sessions[key] = session
+            return session
+
+    def _create(self, path: Path) -> ort.InferenceSession:
+        if not path.is_file():
+            raise ArtifactError(f"{path}: no such file")
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.intra_op_threads:
+            opts.intra_op_num_threads = int(self.intra_op_threads)
+            opts.inter_op_num_threads = 1
+        try:
+            session = ort.InferenceSession(str(path), opts, providers=list(self.providers))
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
+            text = str(err).strip()
+            first = text.splitlines()[0][:300] if text else type(err).__name__
+            raise ArtifactError(f"{path}: onnxruntime cannot load it ({first})") from None
+        primary = self.providers[0]
+        if primary not in session.get_providers():
+            self._warn_once(f"{primary} could not run {path.name}; it runs on "
+                            f"{', '.join(session.get_providers())}")
+        return session
+
+    def loaded(self) -> list[tuple[str, tuple[str, ...]]]:
+        """``(model path, providers the session really uses)`` for every session made so far."""
+        with self._lock:
+            return [(key[0], tuple(s.get_providers())) for key, s in self._sessions.items()]
