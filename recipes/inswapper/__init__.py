@@ -20,8 +20,11 @@ RECIPES = (
         outputs=(TensorSpec("output", ("N", 3, 128, 128), "swapped face RGB in [0,1]"),),
         architecture="ffkit.recipes.inswapper.arch:build_inswapper_128",
         tolerance=Tolerance(atol=1e-4, rtol=1e-4),
-        budgets={"fp16": AccuracyBudget("psnr", 40.0, "PSNR over [0,1] vs FP32"),
-                 "int8": AccuracyBudget("psnr", 25.0, "PSNR over [0,1] vs FP32")},
+        # measured on the seed-0 filled weights (harsher than trained ones), onnxruntime 1.32 CPU,
+        # sample inputs and 8 held-out synthetic photos; INT8 calibrated on 16 others
+        budgets={"fp16": AccuracyBudget("psnr", 50.0, "PSNR over [0,1] vs FP32; measured 65.8 dB"),
+                 "int8": AccuracyBudget("psnr", 22.0, "PSNR over [0,1] vs FP32; measured 26.3 dB worst (held-out "
+                                                      "images, minmax), 30.3-31.6 dB on sample inputs")},
         pixels=PIXELS, output_pixels=PIXELS, crop_size=128, template="arcface_128",
         fill_overrides=((r"^style_blocks\.\d+\.style[12]\.weight$", "normal", 0, 1),),
         finalize="ffkit.recipes.inswapper.emap:attach_emap",

@@ -26,9 +26,14 @@ OUTPUTS = (
     TensorSpec("landms", ("N", "A", 10), "5-point landmark deltas"),
 )
 
+#: Measured on the seed-0 filled weights (random weights: a harsher test than trained ones),
+#: ffkit 0.1 / onnxruntime 1.32 CPU, against the FP32 export on the recipe's sample inputs at
+#: 320x320 and 480x640 and on 8 held-out synthetic photos; INT8 calibrated on 16 others.
 BUDGETS = {
-    "fp16": AccuracyBudget("max_abs", 2e-2, "scores and deltas are O(1); measured fp16 max error ~1e-3"),
-    "int8": AccuracyBudget("rel_l2", 0.15, "relative L2 over all heads; filled weights, random input"),
+    "fp16": AccuracyBudget("max_abs", 1e-2, "every head; measured max abs 2.0e-3 (mobilenet0.25) / 2.4e-3 "
+                                            "(resnet50), outputs O(1): ~4x margin"),
+    "int8": AccuracyBudget("rel_l2", 0.15, "relative L2 of each head; measured 0.091 / 0.077 (minmax), 0.104 / "
+                                           "0.117 (percentile) worst over sample inputs and held-out images"),
 }
 
 
