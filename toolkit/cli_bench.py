@@ -46,6 +46,15 @@ def _ratio(x: float | None) -> str:
     return f"[{colour}]{x:.2f}x[/]"
 
 
+def _budget(rec: dict) -> str:
+    acc = rec.get("accuracy")
+    if not acc:
+        return ""
+    values = [f"{o['criterion'].split()[0]} {o['value']:.4g}" for o in acc["outputs"].values() if o.get("value") is not None]
+    mark = "[green]met[/]" if acc["budget_met"] else "[red]MISSED[/]"
+    return f"{mark} {values[0] if values else ''}".strip()
+
+
 def results_table(report: dict) -> Table:
     """One row per variant and batch: latency, throughput, memory, speed-ups, roofline."""
     peak = report.get("peak") or {}
@@ -57,7 +66,7 @@ def results_table(report: dict) -> Table:
     table = Table(title=title, show_lines=False)
     for col, just in (("recipe", "left"), ("variant", "left"), ("N", "right"), ("median ms", "right"), ("p90 ms", "right"),
                       ("items/s", "right"), ("peak MB", "right"), ("vs eager", "right"), ("vs onnx-fp32", "right"),
-                      ("GFLOP", "right"), ("GFLOP/s", "right"), ("% peak", "right")):
+                      ("GFLOP", "right"), ("GFLOP/s", "right"), ("% peak", "right"), ("budget", "left")):
         table.add_column(col, justify=just)
     last_recipe = None
     for rec in report["results"]:
@@ -66,13 +75,13 @@ def results_table(report: dict) -> Table:
             table.add_section()
         last_recipe = name
         if rec.get("error"):
-            table.add_row(name, rec["label"], "", f"[red]error: {rec['error'][:80]}[/]", *[""] * 8)
+            table.add_row(name, rec["label"], "", f"[red]error: {rec['error'][:80]}[/]", *[""] * 9)
             continue
         for i, b in enumerate(rec["batches"]):
             first = i == 0
             if "skipped" in b:
                 table.add_row(name if first else "", rec["label"] if first else "", str(b["batch"]),
-                              f"[dim]{b['skipped']}[/]", *[""] * 8)
+                              f"[dim]{b['skipped']}[/]", *[""] * 9)
                 continue
             frac = b.get("fraction_of_peak")
             table.add_row(name if first else "", rec["label"] if first else "", str(b["batch"]), _ms(b["median_ms"]),
@@ -81,7 +90,8 @@ def results_table(report: dict) -> Table:
                           _ratio(b.get("speedup_vs_eager")), _ratio(b.get("speedup_vs_onnx_fp32")),
                           f"{b['gflops']:.2f}" if b.get("gflops") else "-",
                           f"{b['gflops_per_s']:.1f}" if b.get("gflops_per_s") else "-",
-                          f"{frac * 100:.0f}% {b['peak_precision']}" if frac is not None else "-")
+                          f"{frac * 100:.0f}% {b['peak_precision']}" if frac is not None else "-",
+                          _budget(rec) if first else "")
     return table
 
 
@@ -113,10 +123,12 @@ def bench_cmd(
     threads: int = typer.Option(0, "--threads", help="Intra-op threads for ORT and torch (0: physical cores)."),
     providers: str = typer.Option("CPUExecutionProvider", "--providers", help="ORT execution providers, comma separated."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report (raw times included) here."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Also write the table as markdown here."),
     dims: str = typer.Option("", "--dims", help="Dynamic axes other than N, e.g. H=640,W=640 (default: the recipe's)."),
     warmup: int = typer.Option(3, "--warmup", help="Untimed runs before timing, per batch."),
     repeat: int = typer.Option(20, "--repeat", help="Timed runs per batch (at most)."),
-    max_seconds: float = typer.Option(15.0, "--max-seconds", help="Stop timing a batch after this long (min 5 runs)."),
+    max_seconds: float = typer.Option(15.0, "--max-seconds", help="Stop timing a batch after this long (see --min-runs)."),
+    min_runs: int = typer.Option(5, "--min-runs", help="Timed runs per batch even past --max-seconds."),
     rounds: int = typer.Option(1, "--rounds", help="Measure all variants round-robin this many times, pooling runs."),
     level: str = typer.Option("all", "--level", help="ORT graph optimisation level: disable|basic|extended|all."),
     spin: Optional[bool] = typer.Option(None, "--spin/--no-spin", help="ORT intra-op thread spinning (default: ORT's, on)."),
@@ -131,6 +143,12 @@ def bench_cmd(
     target: Optional[Path] = typer.Option(None, "--target", help="--pipeline: target video."),
     source: Optional[Path] = typer.Option(None, "--source", help="--pipeline: source face image (default: a built-in one)."),
     frames: int = typer.Option(0, "--frames", help="--pipeline: stop after this many frames (0: all)."),
+    enhance: bool = typer.Option(False, "--enhance", help="--pipeline: include the GFPGAN enhancer."),
+    swapper: Optional[str] = typer.Option(None, "--swapper", help="--pipeline: swapper recipe or file (see ffkit swap)."),
+    variant: Optional[str] = typer.Option(None, "--variant", help="--pipeline: prefer fp32 | fp16 | int8 artifacts."),
+    score_threshold: float = typer.Option(0.5, "--score-threshold", help="--pipeline: detector score threshold."),
+    max_faces: int = typer.Option(0, "--max-faces", help="--pipeline: at most this many faces per frame (0: all)."),
+    workers: int = typer.Option(0, "--workers", help="--pipeline: also time the threaded swap_video with this many workers."),
 ):
     """Speed, memory and roofline of every variant side by side, against the machine's own GEMM peak."""
     from . import bench
@@ -139,7 +157,8 @@ def bench_cmd(
         from .bench_pipeline import pipeline_bench_cli
 
         pipeline_bench_cli(models=models, target=target, source=source, frames=frames, threads=threads,
-                           providers=providers, json_out=json_out)
+                           providers=providers, json_out=json_out, enhance=enhance, swapper=swapper, variant=variant,
+                           score_threshold=score_threshold, max_faces=max_faces, workers=workers)
         return
     if not paths and checkpoint is None:
         raise FfkitError("give ONNX artifacts or a folder of them (or --pipeline --models DIR --target VIDEO)")
@@ -148,7 +167,8 @@ def bench_cmd(
     if profile and profile_dir is None:
         profile_dir = json_out.with_suffix(".profiles") if json_out else Path("ffkit-bench-profiles")
     settings = bench.BenchSettings(batches=_int_list(batch, "--batch"), dims=_dims(dims), session=cfg,
-                                   warmup=warmup, repeat=repeat, max_seconds=max_seconds, rounds=max(1, rounds),
+                                   warmup=warmup, repeat=repeat, max_seconds=max_seconds, min_runs=max(1, min_runs),
+                                   rounds=max(1, rounds),
                                    isolate=isolate, peak=peak,
                                    profile_dir=str(profile_dir) if profile else None, profile_top=top)
     if json_out is not None:
@@ -169,8 +189,11 @@ def bench_cmd(
                 progress.advance(task)
             started[0] = True
             progress.update(task, description=msg)
+            if not err.is_terminal:  # a log file: one line per step instead of a live bar
+                err.print(f"bench: {msg}", highlight=False)
 
-        report = bench.run_bench(variants, settings, on_step=step)
+        partial = (lambda rep: bench.write_json(rep, json_out)) if json_out is not None else None
+        report = bench.run_bench(variants, settings, on_step=step, on_partial=partial)
         progress.advance(task)
     out.print(results_table(report))
     for rec in report["results"]:
@@ -181,5 +204,11 @@ def bench_cmd(
     if json_out is not None:
         bench.write_json(report, json_out)
         out.print(f"wrote {json_out}")
+    if markdown is not None:
+        from .atomic import atomic_path
+
+        with atomic_path(markdown) as tmp:
+            tmp.write_text(bench.markdown_table(report))
+        out.print(f"wrote {markdown}")
     if errors:
         raise FfkitError(f"{len(errors)} variant(s) failed to run: " + "; ".join(f"{r['key']}: {r['error']}" for r in errors[:3]))
