@@ -649,6 +649,10 @@ def measure_isolated(spec: Mapping[str, Any], timeout: float | None = None) -> d
     threads = str((spec.get("session") or {}).get("threads") or physical_cores())
     env.setdefault("OMP_NUM_THREADS", threads)
     env.setdefault("MKL_NUM_THREADS", threads)
+    if (spec.get("session") or {}).get("spinning") is False:
+        # --no-spin for PyTorch too: OpenMP threads sleep instead of spin-waiting at barriers
+        # (on an oversubscribed machine spinning costs torch eager up to 6x; docs/benchmarks.md).
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         proc = subprocess.run([sys.executable, "-m", "ffkit.toolkit.bench"], input=json.dumps(spec), text=True,
                               capture_output=True, env=env, timeout=timeout)
@@ -756,12 +760,31 @@ def finish(variants: Sequence[Variant], raw: Mapping[str, dict], peak: Mapping[s
     return records
 
 
+def _flops_candidates(variants: Sequence[Variant], count_all: bool = False) -> list[Variant]:
+    """The ONNX variants whose FLOPs get counted: every one with ``count_all``, else one per group,
+    the cheapest to count that does the reference arithmetic (simplified graphs need no
+    onnxruntime pass for their shapes; then the plain export; then any FP32; then any)."""
+    onnx_vs = [v for v in variants if v.kind == "onnx"]
+    if count_all:
+        return onnx_vs
+    picked = []
+    for group in dict.fromkeys(v.group for v in onnx_vs):
+        members = [v for v in onnx_vs if v.group == group]
+        for pick in (lambda o: o.label == "simplified", lambda o: o.label == BASELINE,
+                     lambda o: o.precision == "fp32", lambda o: True):
+            hit = next((o for o in members if pick(o)), None)
+            if hit is not None:
+                picked.append(hit)
+                break
+    return picked
+
+
 def _flops_reference(same: Iterable[Variant]) -> Variant | None:
-    """The variant whose graph defines a group's FLOPs: the plain FP32 export if there is one
-    (fused, NCHWc-blocked or quantized graphs do the same arithmetic, but their graphs count it
-    less cleanly), else the first FP32 ONNX variant, else any ONNX variant with a count."""
+    """The variant whose graph defines a group's FLOPs (every variant does the same arithmetic;
+    fused, NCHWc-blocked or quantized graphs just count it less cleanly): the simplified or plain
+    FP32 export if counted, else the first counted FP32 ONNX variant, else any counted one."""
     onnx_vs = [o for o in same if o.kind == "onnx" and o.flops]
-    for pick in (lambda o: o.label == BASELINE, lambda o: o.precision == "fp32", lambda o: True):
+    for pick in (lambda o: o.label in ("simplified", BASELINE), lambda o: o.precision == "fp32", lambda o: True):
         hit = next((o for o in onnx_vs if pick(o)), None)
         if hit is not None:
             return hit
@@ -817,6 +840,7 @@ class BenchSettings:
     isolate: bool = True
     peak: bool = True
     local_peak: bool = True
+    count_all_flops: bool = False
     profile_dir: str | None = None
     profile_runs: int = 5
     profile_top: int = 10
@@ -841,7 +865,7 @@ def run_bench(variants: Sequence[Variant], settings: BenchSettings,
         settings.session = SessionConfig(**{**settings.session.as_dict(), "threads": physical_cores()})
     report: dict[str, Any] = {"machine": machine_info(), "settings": settings.as_dict(),
                               "flops_convention": "multiply-add = 2 FLOPs; Conv, ConvTranspose, Gemm, MatMul (and quantized forms) counted"}
-    for v in variants:
+    for v in _flops_candidates(variants, settings.count_all_flops):
         on_step(f"counting FLOPs: {v.key}")
         count_variant_flops(v, settings.batches, settings.dims)
     peak: dict[str, dict] = {}

@@ -131,7 +131,9 @@ def bench_cmd(
     min_runs: int = typer.Option(5, "--min-runs", help="Timed runs per batch even past --max-seconds."),
     rounds: int = typer.Option(1, "--rounds", help="Measure all variants round-robin this many times, pooling runs."),
     level: str = typer.Option("all", "--level", help="ORT graph optimisation level: disable|basic|extended|all."),
-    spin: Optional[bool] = typer.Option(None, "--spin/--no-spin", help="ORT intra-op thread spinning (default: ORT's, on)."),
+    spin: Optional[bool] = typer.Option(None, "--spin/--no-spin",
+                                        help="Thread spin-waiting: ORT intra-op spinning, and for PyTorch OMP_WAIT_POLICY "
+                                             "(default: the libraries' own, spinning). --no-spin on a shared machine."),
     eager: bool = typer.Option(True, "--eager/--no-eager", help="Include PyTorch eager when a checkpoint is given."),
     peak: bool = typer.Option(True, "--peak/--no-peak", help="Measure the FP32 and INT8 GEMM peak."),
     isolate: bool = typer.Option(True, "--isolate/--in-process", help="Measure each variant in a fresh process."),

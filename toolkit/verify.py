@@ -106,7 +106,7 @@ def judge(recipe, kind: str, candidates: Sequence[Mapping[str, np.ndarray]],
         if kind == "fp32":
             tol = recipe.tolerance
             excess = max(tol.excess(c[name], r[name]) for c, r in zip(candidates, references))
-            checks.append(OutputCheck(name, figs, f"allclose(atol={tol.atol:g}, rtol={tol.rtol:g})", excess,
+            checks.append(OutputCheck(name, figs, f"allclose atol {tol.atol:g} rtol {tol.rtol:g}", excess,
                                       bool(excess <= 0)))
             continue
         budget = recipe.budgets.get(kind)

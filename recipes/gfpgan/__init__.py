@@ -22,8 +22,14 @@ RECIPES = (
         outputs=(TensorSpec("image", ("N", 3, 512, 512), "restored face, RGB, nominally [-1,1]"),),
         architecture="ffkit.recipes.gfpgan.arch:build_gfpgan_v14",
         tolerance=Tolerance(atol=1e-3, rtol=1e-3),
-        budgets={"fp16": AccuracyBudget("psnr", 35.0, "PSNR over [-1,1] vs FP32"),
-                 "int8": AccuracyBudget("psnr", 22.0, "PSNR over [-1,1] vs FP32, unfused-modulation export")},
+        # measured on the seed-0 filled weights (random weights: a harsher test than trained ones),
+        # onnxruntime 1.32 CPU, sample input and 8 held-out synthetic photos; INT8 calibrated on 16 others
+        budgets={"fp16": AccuracyBudget("psnr", 35.0, "PSNR over [-1,1] vs FP32; measured 64.1 dB on the sample "
+                                                      "input, 41.1 dB on held-out images (fused and unfused alike)"),
+                 "int8": AccuracyBudget("psnr", 22.0, "PSNR over [-1,1] vs FP32, unfused-modulation export; the "
+                                                      "seed-0 weights MISS it: 15.3 / 18.7 dB (minmax / percentile) "
+                                                      "on the sample input, 4.4 / 4.6 dB on held-out images, and "
+                                                      "--auto-exclude gains <4 dB short of all-float")},
         wrappers=("params_ema", "params"), pixels=PIXELS, output_pixels=PIXELS,
         crop_size=512, template="ffhq_512", dynamic_batch=False,
         sample_dims={"N": 1}, alt_dims={"N": 2},
