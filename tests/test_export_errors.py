@@ -127,3 +127,21 @@ def test_failed_parity_leaves_existing_output_untouched(tmp_path, artifacts, mon
     assert_one_line_error(code, output, "not written", "differs from PyTorch")
     assert out.read_bytes() == b"previous artifact"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+def test_error_text_with_brackets_is_printed_verbatim():
+    """Rich markup must not eat '[...]' in messages (shapes, extras such as ffkit[export])."""
+    import typer
+
+    from ffkit.toolkit.cli import friendly
+    from ffkit.toolkit.errors import FfkitError
+
+    tiny = typer.Typer()
+
+    @tiny.command()
+    @friendly
+    def fail():
+        raise FfkitError("x.onnx: input shape [1, 3, 112, 112]; pip install 'ffkit[export]'")
+
+    result = runner.invoke(tiny, [])
+    assert_one_line_error(result.exit_code, result.output, "[1, 3, 112, 112]", "ffkit[export]")

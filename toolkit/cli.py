@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -30,12 +31,12 @@ def friendly(func):
         try:
             return func(*args, **kwargs)
         except FfkitError as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
         except ModuleNotFoundError as e:
             if e.name and e.name.split(".")[0] in {"torch", "onnxsim", "onnxoptimizer", "onnxconverter_common"}:
                 err.print(f"[bold red]error:[/] this command needs {e.name.split('.')[0]}: "
-                          "pip install 'ffkit[export]'", highlight=False, soft_wrap=True)
+                          + escape("pip install 'ffkit[export]'"), highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
             raise
         except KeyboardInterrupt:
