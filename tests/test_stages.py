@@ -295,10 +295,10 @@ def test_inswapper_emap_survives_every_stage(chain, calib, tmp_path):
     """Exported with an emap (the export's finalize hook), it stays the bit-exact LAST initializer."""
     sim, opt = chain.run("inswapper_128")
     fp16 = Fp16Stage(auto=False).run(sim.path, tmp_path / "fp16.onnx")
-    int8 = Int8Stage(calib=calib[0], samples=3, eval_samples=1, progress=False).run(sim.path, tmp_path / "int8.onnx")
+    int8 = Int8Stage(calib=calib[0], samples=2, eval_samples=1, progress=False).run(sim.path, tmp_path / "int8.onnx")
     # the swapper's INT8: a quarter of the size, within budget on held-out images, on the CPU provider
     assert int8.size_bytes / chain.source("inswapper_128").stat().st_size <= 0.30
-    report = verify(int8.path, chain.source("inswapper_128"), inputs=calib[1])
+    report = verify(int8.path, chain.source("inswapper_128"), inputs=calib[1], samples=2)
     assert report.passed, [(o.name, o.criterion, o.value) for o in report.outputs]
     source = artifact.load_onnx(chain.source("inswapper_128"))
     expected = source.graph.initializer[-1]

@@ -720,6 +720,11 @@ def finish(variants: Sequence[Variant], raw: Mapping[str, dict], peak: Mapping[s
         rec["graph_flops"] = rec.pop("flops")
         rec["flops_from"] = ref.key if ref is not None else None
         flops = dict(ref.flops) if ref is not None else {}
+        if flops.get(1) and v.fixed_batch is None:
+            # A fixed-batch reference (GFPGAN's fused export) has no count at N > 1; per-sample
+            # arithmetic is the same for every variant of these CNNs, so it scales with N.
+            for row in res.get("batches", []):
+                flops.setdefault(row["batch"], flops[1] * row["batch"])
         peak_key = "int8" if v.precision == "int8" else "fp32"
         run_peak = (peak.get(peak_key) or {}).get("best_gflops") or (peak.get(peak_key) or {}).get("gflops")
         local = (res.get("local_peak") or {}).get(peak_key)

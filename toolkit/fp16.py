@@ -13,7 +13,11 @@ Which nodes stay in float32 is found by checking, not by a fixed guess:
    of the output over the worst of the inputs) are kept, more every round, until it is met.
 
 Every kept node and why is recorded in the history. The result runs on the CPU provider
-(onnxruntime casts around float16 ops its CPU kernels lack); it is half the size.
+(onnxruntime casts around float16 ops its CPU kernels lack); it is half the size. Note that
+the CPU provider computes most float16 ops in float32 behind those casts, so a CPU run shows
+the weight rounding but not an arithmetic overflow (GPU providers would): step 2 therefore
+reads the FP32 activations rather than trusting the FP16 model's CPU outputs. The accuracy is
+measured at the recipe's sample shape; ``ffkit verify`` checks both shapes.
 """
 
 from __future__ import annotations
