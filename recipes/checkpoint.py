@@ -14,8 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ffkit.toolkit.errors import CheckpointError
-
+from .errors import CheckpointError
 from .spec import Recipe
 
 SHOW = 3  # how many offending keys a message names

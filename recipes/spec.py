@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal, Mapping
 
 import numpy as np
@@ -186,6 +187,17 @@ class Recipe:
     dynamic_batch: bool = True
     finalize: str | None = None
     opset: int = 17
+
+    def __post_init__(self) -> None:
+        # A frozen Recipe holds no mutable mapping: budgets and arch kwargs are read-only views.
+        object.__setattr__(self, "budgets", MappingProxyType(dict(self.budgets)))
+        object.__setattr__(self, "arch_kwargs", MappingProxyType(dict(self.arch_kwargs)))
+        object.__setattr__(self, "sample_dims", MappingProxyType(dict(self.sample_dims)))
+        object.__setattr__(self, "alt_dims", MappingProxyType(dict(self.alt_dims)))
+
+    def budget(self, precision: str) -> AccuracyBudget | None:
+        """The accuracy budget of the ``fp16`` / ``int8`` variant, or None."""
+        return self.budgets.get(precision)
 
     @property
     def input_names(self) -> list[str]:

@@ -19,7 +19,7 @@ import av
 import cv2
 import numpy as np
 
-from ffkit.toolkit.errors import FfkitError
+from ffkit.recipes.errors import FfkitError
 
 __all__ = [
     "MediaError", "VideoInfo", "VideoWriter", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES",

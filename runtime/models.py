@@ -18,10 +18,10 @@ from typing import Sequence
 import numpy as np
 
 from ffkit.recipes import REGISTRY, get_recipe
+from ffkit.recipes.errors import ArtifactError, FfkitError
+from ffkit.recipes.inswapper.emap import choose_emap, emap_of
+from ffkit.recipes.onnx_file import ModelInfo, read_model_info
 from ffkit.recipes.spec import Recipe
-from ffkit.toolkit.errors import ArtifactError, FfkitError
-
-from .onnx_info import ModelInfo, read_initializer, read_model_info
 
 __all__ = ["ROLES", "PREFERENCE", "ModelRef", "ModelSelection", "identify", "scan_models",
            "require_role", "pick_models", "read_emap"]
@@ -91,9 +91,8 @@ def _looks_like_inswapper(info: ModelInfo) -> bool:
     ins = {t.name: t for t in info.inputs}
     if set(ins) != {"target", "source"} or [t.name for t in info.outputs] != ["output"]:
         return False
-    last = info.last_initializer
     return (_dims_match(ins["target"].shape, (1, 3, 128, 128)) and _dims_match(ins["source"].shape, (1, 512))
-            and last is not None and last.dims == (512, 512))
+            and choose_emap(info.initializers) is not None)
 
 
 def identify(path: str | os.PathLike, strict: bool = True) -> ModelRef | None:
@@ -243,23 +242,10 @@ def pick_models(folder: str | os.PathLike, *, swapper: str | None = None, varian
 
 
 def read_emap(ref: ModelRef) -> np.ndarray:
-    """The 512x512 float32 emap of an inswapper artifact (named ``emap``, else the last
-    512x512 initializer, as insightface reads it).
+    """The 512x512 float32 emap of an inswapper artifact (:func:`ffkit.recipes.inswapper.emap.emap_of`:
+    the initializer named ``emap``, else a 512x512 last one, as insightface reads it).
 
     Raises:
         ArtifactError: the artifact holds none (exported without ``--emap``).
     """
-    info = ref.info
-    if info.metadata.get("ffkit.emap") == "none":
-        raise ArtifactError(f"{ref.path}: this inswapper artifact was exported without an emap (export it with "
-                            "--emap EMAP.npy|inswapper_128.onnx)")
-    init = info.named_initializers.get("emap")
-    if init is None and info.last_initializer is not None and info.last_initializer.dims == (512, 512):
-        init = info.last_initializer
-    if init is None:
-        raise ArtifactError(f"{ref.path}: this inswapper artifact holds no emap (export it with --emap "
-                            "EMAP.npy|inswapper_128.onnx)")
-    emap = read_initializer(info, init)
-    if emap.shape != (512, 512):
-        raise ArtifactError(f"{ref.path}: emap has shape {emap.shape}, expected 512x512")
-    return np.ascontiguousarray(emap, dtype=np.float32)
+    return emap_of(ref.info)

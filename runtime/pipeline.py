@@ -22,7 +22,7 @@ from typing import Callable, Literal, Optional
 
 import numpy as np
 
-from ffkit.toolkit.errors import FfkitError
+from ffkit.recipes.errors import FfkitError
 
 from .detector import DetectParams, Detector
 from .embedder import Embedder, cosine_similarity, normalize

@@ -28,6 +28,8 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
+from ffkit.recipes.retinaface import MIN_SIZES, STEPS, VARIANCES
+
 __all__ = [
     "DEFAULT_MIN_SIZES",
     "DEFAULT_STEPS",
@@ -40,10 +42,11 @@ __all__ = [
     "detect_faces",
 ]
 
-# Values of cfg_mnet / cfg_re50 in data/config.py (identical for both backbones).
-DEFAULT_MIN_SIZES: Tuple[Tuple[int, ...], ...] = ((16, 32), (64, 128), (256, 512))
-DEFAULT_STEPS: Tuple[int, ...] = (8, 16, 32)
-DEFAULT_VARIANCES: Tuple[float, float] = (0.1, 0.2)
+# The prior layout of cfg_mnet / cfg_re50 (identical for both backbones) is the recipe's; these are
+# the defaults of the functions below.
+DEFAULT_MIN_SIZES: Tuple[Tuple[int, ...], ...] = MIN_SIZES
+DEFAULT_STEPS: Tuple[int, ...] = STEPS
+DEFAULT_VARIANCES: Tuple[float, float] = VARIANCES
 
 
 def _as_hashable_sizes(min_sizes) -> Tuple[Tuple[float, ...], ...]:

@@ -1,24 +1,126 @@
-"""onnxruntime sessions: provider choice and one cached InferenceSession per artifact.
+"""onnxruntime sessions: the one session factory, provider choice, and a cache of sessions.
 
-A :class:`SessionPool` is an ordinary object the caller owns and passes around (no module
-state is read at inference time). ``InferenceSession.run`` is thread-safe, so the video
-worker threads share the pool's sessions; onnxruntime releases the GIL while it computes.
+Every onnxruntime session ffkit makes (the runtime, the conversion stages and their checks,
+``ffkit bench``) comes from :func:`create_session`, configured by a :class:`SessionSettings`
+passed in. A :class:`SessionPool` is an ordinary object the caller owns and passes around (no
+module state is read at inference time); it caches one session per artifact.
+``InferenceSession.run`` is thread-safe, so the video worker threads share the pool's
+sessions; onnxruntime releases the GIL while it computes.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
+import numpy as np
 import onnxruntime as ort
 
-from ffkit.toolkit.errors import ArtifactError, FfkitError
+from ffkit.recipes.errors import ArtifactError, FfkitError
 
-__all__ = ["PROVIDER_ALIASES", "AUTO_ORDER", "ProviderChoice", "resolve_providers", "SessionPool",
-           "default_threads"]
+__all__ = ["PROVIDER_ALIASES", "AUTO_ORDER", "LEVELS", "SessionSettings", "session_options", "create_session",
+           "run_session", "ProviderChoice", "resolve_providers", "SessionPool", "default_threads"]
+
+#: ``SessionSettings.level`` names -> onnxruntime graph optimisation levels.
+LEVELS = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+          "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+          "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+          "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """How one onnxruntime session is made (plain data; :func:`session_options` applies it).
+
+    Attributes:
+        providers: execution providers, best first (default CPU only).
+        intra_op_threads: intra-op threads (0: onnxruntime decides).
+        inter_op_threads: inter-op threads (0: onnxruntime decides).
+        level: graph optimisation, ``disable`` | ``basic`` | ``extended`` | ``all``.
+        sequential: sequential execution mode (else onnxruntime's default).
+        spinning: ``session.intra_op.allow_spinning`` (None keeps onnxruntime's default, on).
+        arena: the CPU memory arena.
+        profile_prefix: write an onnxruntime profile with this file prefix (None: no profile).
+        optimized_model_path: save the graph onnxruntime optimised at ``level`` to this file.
+    """
+
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+    level: Literal["disable", "basic", "extended", "all"] = "all"
+    sequential: bool = False
+    spinning: bool | None = None
+    arena: bool = True
+    profile_prefix: str | None = None
+    optimized_model_path: str | None = None
+
+    def with_(self, **changes: Any) -> "SessionSettings":
+        """A copy with ``changes`` applied."""
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def session_options(settings: SessionSettings) -> ort.SessionOptions:
+    """``onnxruntime.SessionOptions`` for ``settings``; an unknown level is a one-line FfkitError."""
+    if settings.level not in LEVELS:
+        raise FfkitError(f"unknown graph optimisation level {settings.level!r} (one of {', '.join(LEVELS)})")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = LEVELS[settings.level]
+    opts.log_severity_level = 3
+    if settings.intra_op_threads:
+        opts.intra_op_num_threads = int(settings.intra_op_threads)
+    if settings.inter_op_threads:
+        opts.inter_op_num_threads = int(settings.inter_op_threads)
+    if settings.sequential:
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.enable_cpu_mem_arena = settings.arena
+    if settings.spinning is not None:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.spinning else "0")
+    if settings.profile_prefix:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = settings.profile_prefix
+    if settings.optimized_model_path:
+        opts.optimized_model_filepath = str(settings.optimized_model_path)
+    return opts
+
+
+def create_session(model: str | os.PathLike | bytes | Any, settings: SessionSettings = SessionSettings(),
+                   name: str | None = None) -> ort.InferenceSession:
+    """An onnxruntime session for ``model``: an ONNX file path, serialised bytes, or an
+    ``onnx.ModelProto`` (anything with ``SerializeToString``).
+
+    Raises:
+        ArtifactError: onnxruntime cannot load it; the one-line message names ``name`` (default:
+            the path, or "in-memory model").
+    """
+    if isinstance(model, (str, os.PathLike)):
+        source: str | bytes = str(model)
+        label = name or str(model)
+    else:
+        source = model if isinstance(model, bytes) else model.SerializeToString()
+        label = name or "in-memory model"
+    try:
+        return ort.InferenceSession(source, session_options(settings), providers=list(settings.providers))
+    except FfkitError:
+        raise
+    except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
+        text = str(err).strip()
+        first = text.splitlines()[0][:300] if text else type(err).__name__
+        raise ArtifactError(f"{label}: onnxruntime cannot load it ({first})") from None
+
+
+def run_session(session: ort.InferenceSession, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run ``session`` on the feeds it takes (extra keys ignored); ``{output name: array}`` in the
+    session's output order."""
+    names = [o.name for o in session.get_outputs()]
+    wanted = {i.name for i in session.get_inputs()}
+    outs = session.run(names, {k: v for k, v in feeds.items() if k in wanted})
+    return dict(zip(names, outs))
 
 #: Short names accepted by ``--providers`` (any case), and the full names themselves.
 PROVIDER_ALIASES = {
@@ -147,18 +249,10 @@ class SessionPool:
     def _create(self, path: Path) -> ort.InferenceSession:
         if not path.is_file():
             raise ArtifactError(f"{path}: no such file")
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if self.intra_op_threads:
-            opts.intra_op_num_threads = int(self.intra_op_threads)
-            opts.inter_op_num_threads = 1
-        try:
-            session = ort.InferenceSession(str(path), opts, providers=list(self.providers))
-        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
-            text = str(err).strip()
-            first = text.splitlines()[0][:300] if text else type(err).__name__
-            raise ArtifactError(f"{path}: onnxruntime cannot load it ({first})") from None
+        threads = int(self.intra_op_threads)
+        settings = SessionSettings(providers=tuple(self.providers), intra_op_threads=threads,
+                                   inter_op_threads=1 if threads else 0)
+        session = create_session(path, settings)
         primary = self.providers[0]
         if primary not in session.get_providers():
             self._warn_once(f"{primary} could not run {path.name}; it runs on "

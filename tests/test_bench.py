@@ -11,9 +11,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
-from ffkit.toolkit import artifact, bench
+from ffkit.recipes import artifact, onnx_file
+from ffkit.toolkit import bench
 from ffkit.toolkit.cli import app
-from ffkit.toolkit.errors import ArtifactError, FfkitError
+from ffkit.recipes.errors import ArtifactError, FfkitError
 
 
 def tiny_embedder(path, stage=None, variant="fp32", batch="N"):

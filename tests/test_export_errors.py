@@ -134,7 +134,7 @@ def test_error_text_with_brackets_is_printed_verbatim():
     import typer
 
     from ffkit.toolkit.cli import friendly
-    from ffkit.toolkit.errors import FfkitError
+    from ffkit.recipes.errors import FfkitError
 
     tiny = typer.Typer()
 

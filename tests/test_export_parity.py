@@ -15,8 +15,8 @@ import reference
 from conftest import recipe_params
 from ffkit.recipes import get_recipe
 from ffkit.recipes.checkpoint import load_checkpoint
-from ffkit.toolkit import artifact
-from ffkit.toolkit.inference import make_session, run
+from ffkit.recipes import artifact, onnx_file
+from ffkit.runtime.sessions import create_session as make_session, run_session as run
 
 
 def manifest_tolerance(name):
@@ -126,7 +126,9 @@ def test_loader_accepts_prefix_and_wrapper_variants(artifacts, tmp_path):
         torch.save(obj, path)
         with torch.no_grad():
             loc = load_checkpoint(recipe, path)(torch.from_numpy(inputs[0]))[0]
-        np.testing.assert_array_equal(loc.numpy(), outputs[0])
+        # the same weights load whatever the wrapping: equal to the reference within float32
+        # reassociation (kernels differ between CPUs, so not bit for bit)
+        np.testing.assert_allclose(loc.numpy(), outputs[0], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow

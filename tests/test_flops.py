@@ -7,7 +7,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from ffkit.toolkit.errors import FfkitError
+from ffkit.recipes.errors import FfkitError
 from ffkit.validation.flops import count_flops
 
 

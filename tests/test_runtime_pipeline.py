@@ -17,9 +17,9 @@ import pytest
 from ffkit.runtime import (DetectParams, Detector, FrameResult, MediaError, Pipeline, SessionPool, SwapOptions,
                            detect_faces, identify, iter_frames, pick_models, probe_video, read_emap, read_image,
                            resolve_providers, select_faces, swap_image, swap_video)
-from ffkit.runtime.onnx_info import read_model_info
+from ffkit.recipes.onnx_file import read_model_info
 from ffkit.runtime.retinaface_decode import Detections
-from ffkit.toolkit.errors import ArtifactError, FfkitError
+from ffkit.recipes.errors import ArtifactError, FfkitError
 from ffkit.validation.synthetic_media import make_test_video, pan_frames
 
 from runtime_helpers import ASTRONAUT, foreign_emap, make_foreign_inswapper, models_dir

@@ -16,11 +16,11 @@ from conftest import recipe_params
 from stage_helpers import write_images
 from ffkit.recipes import get_recipe
 from ffkit.recipes.spec import AccuracyBudget
-from ffkit.toolkit import artifact
+from ffkit.recipes import artifact, onnx_file
 from ffkit.toolkit.cli import app
-from ffkit.toolkit.errors import ArtifactError, ParityError
+from ffkit.recipes.errors import ArtifactError, ParityError
 from ffkit.toolkit.fp16 import Fp16Stage, convert, overflowing_nodes
-from ffkit.toolkit.inference import make_session, run
+from ffkit.runtime.sessions import create_session as make_session, run_session as run
 from ffkit.toolkit.int8 import Int8Stage
 from ffkit.toolkit.optimize import OptimizeStage
 from ffkit.toolkit.simplify import SimplifyStage
@@ -44,7 +44,7 @@ class Chain:
 
         with_emap = self.root / "inswapper_128.emap.onnx"
         if not with_emap.exists():
-            artifact.save_onnx(attach_emap(artifact.load_onnx(path), EMAP), with_emap)
+            onnx_file.save_onnx(attach_emap(onnx_file.load_onnx(path), EMAP), with_emap)
         return with_emap
 
     def run(self, name: str, *options: str):
@@ -261,15 +261,15 @@ def test_int8_recalibrates_only_for_new_data(chain, calib, tmp_path, monkeypatch
         Int8Stage(calib=calib[0], samples=3, eval_samples=1, progress=False).run(sim.path, tmp_path / "c.onnx")
 
 
-def test_int8_auto_exclude_meets_a_stricter_budget(chain, calib, tmp_path, monkeypatch):
+def test_int8_auto_exclude_meets_a_stricter_budget(chain, calib, tmp_path):
     name = "retinaface_mobilenet0.25"
     sim, _ = chain.run(name)
     plain = Int8Stage(calib=calib[0], samples=6, eval_samples=2, progress=False).run(sim.path, tmp_path / "p.onnx")
     worst = max(f["rel_l2"] for f in plain.figures["accuracy"].values())
     strict = AccuracyBudget("rel_l2", worst * 0.6, "test: stricter than plain INT8 reaches")
-    monkeypatch.setitem(get_recipe(name).budgets, "int8", strict)
-    result = Int8Stage(calib=calib[0], samples=6, eval_samples=2, auto_exclude=True,
+    result = Int8Stage(calib=calib[0], samples=6, eval_samples=2, auto_exclude=True, budget=strict,
                        progress=False).run(sim.path, tmp_path / "auto.onnx")
+    assert result.params["budget"]["threshold"] == strict.threshold   # the budget used is recorded
     figures = result.figures
     assert figures["budget_met"] and figures["excluded_nodes"]
     assert max(f["rel_l2"] for f in figures["accuracy"].values()) <= strict.threshold
@@ -300,7 +300,7 @@ def test_inswapper_emap_survives_every_stage(chain, calib, tmp_path):
     assert int8.size_bytes / chain.source("inswapper_128").stat().st_size <= 0.30
     report = verify(int8.path, chain.source("inswapper_128"), inputs=calib[1], samples=2)
     assert report.passed, [(o.name, o.criterion, o.value) for o in report.outputs]
-    source = artifact.load_onnx(chain.source("inswapper_128"))
+    source = onnx_file.load_onnx(chain.source("inswapper_128"))
     expected = source.graph.initializer[-1]
     assert expected.name == "emap"
     for result in (sim, opt, fp16, int8):
@@ -314,11 +314,11 @@ def test_inswapper_emap_survives_every_stage(chain, calib, tmp_path):
 
 def test_detached_initializers_are_carried_generically(chain, tmp_path):
     """Any initializer no node uses (not only inswapper's) ends up last, bit-exact."""
-    src = artifact.load_onnx(chain.run("retinaface_mobilenet0.25")[0].path)
+    src = onnx_file.load_onnx(chain.run("retinaface_mobilenet0.25")[0].path)
     extra = numpy_helper.from_array(np.arange(7, dtype=np.float32), "side_table")
     src.graph.initializer.append(extra)
     path = tmp_path / "with_table.onnx"
-    artifact.save_onnx(src, path)
+    onnx_file.save_onnx(src, path)
     out = Fp16Stage(auto=False).run(path, tmp_path / "fp16.onnx")
     last = onnx.load(str(out.path)).graph.initializer[-1]
     assert last.SerializeToString() == extra.SerializeToString()
@@ -385,15 +385,17 @@ def test_failed_stage_leaves_an_existing_output_untouched(chain, tmp_path, monke
 # --------------------------------------------------------------------------- build
 
 
-def test_build_writes_verified_variants_and_reports(artifacts, calib, tmp_path, monkeypatch):
+def test_build_writes_verified_variants_and_reports(artifacts, calib, tmp_path):
+    from ffkit.toolkit.build import BuildOptions, build
+
     outdir = tmp_path / "models"
     runner = CliRunner()
     name = "retinaface_mobilenet0.25"
-    # an INT8 budget no INT8 model meets: the variant must be reported and not written
-    monkeypatch.setitem(get_recipe(name).budgets, "int8", AccuracyBudget("rel_l2", 1e-6, "test: impossible"))
-    result = runner.invoke(app, ["build", name, str(artifacts.checkpoint(name)), "-o", str(outdir), "--calib",
-                                 str(calib[0]), "--fp16", "--int8", "--samples", "4"])
-    assert result.exit_code == 3, result.output
+    # an INT8 budget no INT8 model meets (passed in, as data): the variant is reported and not written
+    impossible = AccuracyBudget("rel_l2", 1e-6, "test: impossible")
+    opts = BuildOptions(calib=calib[0], fp16=Fp16Stage(), int8=Int8Stage(samples=4, budget=impossible))
+    built = build(name, artifacts.checkpoint(name), outdir, opts)
+    assert not built.passed
     assert (outdir / f"{name}.fp32.onnx").is_file() and (outdir / f"{name}.fp16.onnx").is_file()
     assert not (outdir / f"{name}.int8.onnx").exists()
     assert not [p for p in outdir.iterdir() if p.name.startswith(".ffkit-build")]
@@ -401,15 +403,16 @@ def test_build_writes_verified_variants_and_reports(artifacts, calib, tmp_path, 
     variants = {v["variant"]: v for v in report["builds"][name]["variants"]}
     assert variants["fp32"]["passed"] and variants["fp16"]["passed"] and not variants["int8"]["passed"]
     assert variants["int8"]["file"] is None and "not written" in variants["int8"]["error"]
-    assert variants["fp16"]["size_ratio"] < 0.56 and "ffkit build" in result.output
+    assert variants["fp16"]["size_ratio"] < 0.56
+    assert get_recipe(name).budgets["int8"].threshold > impossible.threshold   # the recipe is untouched
 
-    monkeypatch.undo()
     other = "arcface_iresnet18"
     result = runner.invoke(app, ["build", other, str(artifacts.checkpoint(other)), "-o", str(outdir)])
     assert result.exit_code == 0, result.output
     report = json.loads((outdir / "report.json").read_text())
     assert set(report["builds"]) == {name, other} and report["builds"][other]["passed"]
     assert (outdir / f"{other}.fp32.onnx").is_file() and not (outdir / "report.png").exists()
+    assert "ffkit build" in result.output
 
 
 def test_build_needs_calibration_for_int8(artifacts, tmp_path):

@@ -1,3 +1,5 @@
 """ffkit toolkit: the CLI and the export -> simplify -> optimize -> quantize -> verify stages."""
 
-__version__ = "0.1.0"
+from ffkit.recipes.version import __version__
+
+__all__ = ["__version__"]

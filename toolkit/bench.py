@@ -45,7 +45,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import ArtifactError, FfkitError
+from ffkit.recipes.errors import ArtifactError, FfkitError
 
 #: Display order of the variant labels; anything else sorts after.
 LABELS = ("torch-eager", "onnx-fp32", "simplified", "optimized", "fp16", "int8")
@@ -245,14 +245,14 @@ def discover(paths: Iterable[str | os.PathLike], recipe: str | None = None,
     """
     from ffkit.recipes import get_recipe
 
-    from . import artifact
+    from ffkit.recipes import artifact, onnx_file
 
     if recipe is not None:
         get_recipe(recipe)  # one-line error for a typo
     found: list[Variant] = []
     for raw in paths:
         for file in _onnx_files(Path(raw)):
-            proto = artifact.load_onnx(file, load_weights=False)
+            proto = onnx_file.load_onnx(file, load_weights=False)
             meta = artifact.metadata(proto)
             name = meta.get("ffkit.recipe") or recipe
             if name is not None:
@@ -353,7 +353,7 @@ def count_variant_flops(v: Variant, batches: Sequence[int], dims: Mapping[str, i
     """Fill ``v.flops`` for each batch (ONNX variants only; a torch variant borrows its recipe's)."""
     from ffkit.validation.flops import count_flops
 
-    from .artifact import load_onnx
+    from ffkit.recipes.onnx_file import load_onnx
 
     if v.kind != "onnx":
         return
@@ -973,7 +973,7 @@ def markdown_table(report: Mapping) -> str:
 
 def write_json(report: Mapping, path: str | os.PathLike) -> Path:
     """Write the report as indented JSON (atomically)."""
-    from .atomic import atomic_path
+    from ffkit.recipes.atomic import atomic_path
 
     path = Path(path)
     with atomic_path(path) as tmp:

@@ -30,7 +30,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .errors import FfkitError
+from ffkit.recipes.errors import FfkitError
 
 STAGES = ("decode", "detect", "embed", "swap", "paste", "enhance", "encode", "other")
 
@@ -219,7 +219,7 @@ def pipeline_bench_cli(*, models, target, source, frames, threads, providers, js
     from .console import err, out
 
     if json_out is not None:
-        from .atomic import check_writable
+        from ffkit.recipes.atomic import check_writable
 
         check_writable(Path(json_out))
     provider_text = "cpu" if providers == "CPUExecutionProvider" else providers

@@ -26,32 +26,38 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-from . import __version__, artifact
-from .errors import FfkitError
+from ffkit.recipes import artifact, onnx_file
+from ffkit.recipes.errors import FfkitError
+from ffkit.recipes.version import __version__
+from ffkit.validation.parity import judge
+
+from .fp16 import Fp16Stage
+from .int8 import Int8Stage
+from .optimize import OptimizeStage
+from .simplify import SimplifyStage
 
 
 @dataclass
 class BuildOptions:
-    """What ``ffkit build`` makes.
+    """What ``ffkit build`` makes: the stages it runs, each configured by its own stage object.
 
     calib: calibration folder (INT8 needs it; also used to verify FP16/INT8).
-    fp16 / int8: make those variants. options: recipe export options (``unfused_modulation``).
-    emap: inswapper emap (.npy or ONNX). method / per_channel / samples / latents / auto_exclude:
-    as :class:`~ffkit.toolkit.int8.Int8Stage`. level: optimisation level of the FP32 artifact.
-    verify_samples: calibration samples FP16/INT8 are verified on.
+    options: recipe export options (``unfused_modulation``). emap: inswapper emap (.npy or ONNX).
+    simplify / optimize: the FP32 stages (defaults: :class:`SimplifyStage`, :class:`OptimizeStage`).
+    fp16: make the FP16 variant with this :class:`Fp16Stage` (None: no FP16 variant).
+    int8: make the INT8 variant with this :class:`Int8Stage` (None: none); its ``samples`` and
+      ``latents`` say how the calibration folder is read, its ``calibration`` and ``cache_dir``
+      are set by the build.
+    verify_samples: calibration samples FP16/INT8 are verified on (held out when the folder has them).
     """
 
     calib: Path | None = None
-    fp16: bool = False
-    int8: bool = False
     options: tuple[str, ...] = ()
     emap: Path | None = None
-    method: str = "minmax"
-    per_channel: bool = True
-    samples: int | None = 32
-    latents: Path | None = None
-    auto_exclude: bool = False
-    level: str = "extended"
+    simplify: SimplifyStage = field(default_factory=SimplifyStage)
+    optimize: OptimizeStage = field(default_factory=OptimizeStage)
+    fp16: Fp16Stage | None = None
+    int8: Int8Stage | None = None
     verify_samples: int = 8
 
 
@@ -136,12 +142,8 @@ def build(recipe_name: str, checkpoint: str | os.PathLike, outdir: str | os.Path
     from ffkit.validation.calibration import load_calibration, sample_set
 
     from .export import export_recipe
-    from .fp16 import Fp16Stage
-    from .int8 import Int8Stage
-    from .optimize import OptimizeStage
-    from .simplify import SimplifyStage
-    from .stage import shape_sets
-    from .verify import judge, run_onnx
+    from .stage import model_shape_sets
+    from .verify import run_onnx
 
     opts = opts or BuildOptions()
     start = time.perf_counter()
@@ -157,22 +159,24 @@ def build(recipe_name: str, checkpoint: str | os.PathLike, outdir: str | os.Path
         except KeyError:
             raise FfkitError(f"{recipe.name} has no export option {name!r}") from None
     calibration, held_out = None, []
-    if opts.int8 and opts.calib is None:
+    if opts.int8 is not None and opts.calib is None:
         raise FfkitError(f"{recipe.name}: --int8 needs --calib DIR (a folder of calibration images)")
     if opts.calib is not None:
         # calibrate on the first `samples`; verify on the next `verify_samples` when the folder has
         # them (held out), else on the first ones (in-sample, said so in the report)
-        found = load_calibration(recipe, opts.calib, samples=(opts.samples or 10 ** 9) + opts.verify_samples,
-                                 latents=opts.latents)
-        if opts.samples and len(found) > opts.samples:
-            calibration = dataclasses.replace(found, samples=found.samples[: opts.samples])
-            held_out = found.samples[opts.samples:]
+        wanted = opts.int8.samples if opts.int8 is not None else Int8Stage.samples
+        latents = opts.int8.latents if opts.int8 is not None else None
+        found = load_calibration(recipe, opts.calib, samples=(wanted or 10 ** 9) + opts.verify_samples,
+                                 latents=latents)
+        if wanted and len(found) > wanted:
+            calibration = dataclasses.replace(found, samples=found.samples[:wanted])
+            held_out = found.samples[wanted:]
         else:
             calibration = found
     outdir.mkdir(parents=True, exist_ok=True)
 
     result = BuildReport(recipe.name, outdir)
-    steps = _Steps(3 + 2 * (1 + opts.fp16 + opts.int8), recipe.name)
+    steps = _Steps(3 + 2 * (1 + (opts.fp16 is not None) + (opts.int8 is not None)), recipe.name)
     work = Path(tempfile.mkdtemp(dir=outdir, prefix=f".ffkit-build-{recipe.name}-"))
     try:
         steps.step("export")
@@ -180,10 +184,10 @@ def build(recipe_name: str, checkpoint: str | os.PathLike, outdir: str | os.Path
         export_recipe(recipe.name, checkpoint, exported, options=opts.options,
                       finalize_kwargs={"emap": opts.emap} if opts.emap else None)
         steps.done()
-        ref_model = artifact.load_onnx(exported)
+        ref_model = onnx_file.load_onnx(exported)
         fp32_size = exported.stat().st_size
         base_variant = artifact.get(ref_model, "variant", "fp32")
-        sample_inputs = sample_set(recipe, shape_sets(ref_model, recipe)).samples
+        sample_inputs = sample_set(recipe, model_shape_sets(ref_model, recipe)).samples
         calib_inputs = held_out or (calibration.samples[: opts.verify_samples] if calibration else [])
         calib_kind = "held-out" if held_out else "calibration (in-sample)"
         reference = {"sample": run_onnx(ref_model, sample_inputs),
@@ -206,7 +210,9 @@ def build(recipe_name: str, checkpoint: str | os.PathLike, outdir: str | os.Path
             steps.step(f"verify {res.variant}")
             inputs = sample_inputs + (calib_inputs if kind != "fp32" else [])
             refs = reference["sample"] + (reference["calib"] if kind != "fp32" else [])
-            checks = judge(recipe, kind, run_onnx(tmp_out, inputs), refs)
+            budget = {"fp16": opts.fp16, "int8": opts.int8}.get(kind)
+            checks = judge(recipe, kind, run_onnx(tmp_out, inputs), refs,
+                           budget=budget.budget if budget is not None else None)
             entry = _summary(res.variant, checks, kind)
             entry.update(size_bytes=res.size_bytes, size_ratio=round(res.size_bytes / fp32_size, 4),
                          verified_on=f"{len(sample_inputs)} sample input(s)" +
@@ -225,20 +231,20 @@ def build(recipe_name: str, checkpoint: str | os.PathLike, outdir: str | os.Path
 
         simplified = work / "simplified.onnx"
         steps.step("simplify")
+        simplified_runs = None  # the simplified model's sample runs, handed to the FP32 stage after it
         try:
-            SimplifyStage().run(exported, simplified)
+            simplified_runs = opts.simplify.run(exported, simplified).runs
         except FfkitError as err:
             result.variants.append({"variant": f"{base_variant} (simplify)", "kind": "fp32", "file": None,
                                     "passed": False, "error": str(err)})
             simplified = exported
         steps.done()
-        verified(lambda out: OptimizeStage(level=opts.level).run(simplified, out), "optimize", "fp32")
-        if opts.fp16:
-            verified(lambda out: Fp16Stage().run(simplified, out), "fp16", "fp16")
-        if opts.int8:
-            verified(lambda out: Int8Stage(method=opts.method, per_channel=opts.per_channel,
-                                           auto_exclude=opts.auto_exclude, calibration=calibration,
-                                           cache_dir=outdir / ".ffkit-calib").run(simplified, out), "int8", "int8")
+        verified(lambda out: opts.optimize.run(simplified, out, reference=simplified_runs), "optimize", "fp32")
+        if opts.fp16 is not None:
+            verified(lambda out: opts.fp16.run(simplified, out), "fp16", "fp16")
+        if opts.int8 is not None:
+            int8 = dataclasses.replace(opts.int8, calibration=calibration, cache_dir=outdir / ".ffkit-calib")
+            verified(lambda out: int8.run(simplified, out), "int8", "int8")
         steps.step("report")
         result.png = _write_png(recipe, outdir, exported, result.variants,
                                 calib_inputs[0] if calib_inputs else sample_inputs[0])

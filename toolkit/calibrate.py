@@ -32,7 +32,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import onnx
 
-from .atomic import atomic_path
+from ffkit.recipes.atomic import atomic_path
 from .probe import FLOAT_TYPES, Probe, value_types
 
 METHODS = ("minmax", "entropy", "percentile")

@@ -15,9 +15,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__
+from ffkit.recipes.version import __version__
 from .console import err, human_size, out
-from .errors import FfkitError
+from ffkit.recipes.errors import FfkitError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn face-swap research checkpoints into fast, verified ONNX artifacts, and run them.")

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from .cli import app, friendly  # noqa: F401
 from .console import err, out
-from .errors import FfkitError
+from ffkit.recipes.errors import FfkitError
 
 
 def _int_list(text: str, what: str) -> tuple[int, ...]:
@@ -174,7 +174,7 @@ def bench_cmd(
                                    isolate=isolate, peak=peak,
                                    profile_dir=str(profile_dir) if profile else None, profile_top=top)
     if json_out is not None:
-        from .atomic import check_writable
+        from ffkit.recipes.atomic import check_writable
 
         check_writable(json_out)
     variants = bench.discover(paths or [], recipe=recipe, checkpoint=checkpoint, eager=eager)
@@ -207,7 +207,7 @@ def bench_cmd(
         bench.write_json(report, json_out)
         out.print(f"wrote {json_out}")
     if markdown is not None:
-        from .atomic import atomic_path
+        from ffkit.recipes.atomic import atomic_path
 
         with atomic_path(markdown) as tmp:
             tmp.write_text(bench.markdown_table(report))

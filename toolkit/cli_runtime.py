@@ -18,7 +18,7 @@ from rich.table import Table
 
 from .cli import app, friendly
 from .console import err, out
-from .errors import FfkitError
+from ffkit.recipes.errors import FfkitError
 
 
 class SelectChoice(str, Enum):
@@ -37,7 +37,7 @@ def _warn(message: str) -> None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    from .atomic import atomic_path
+    from ffkit.recipes.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")

@@ -14,6 +14,10 @@ from rich.table import Table
 
 from .cli import app, friendly  # noqa: F401
 from .console import err, human_size, out
+from .fp16 import Fp16Stage
+from .int8 import Int8Stage
+from .optimize import OptimizeStage
+from .simplify import SimplifyStage
 
 
 def _stage_table(result, title: str, extra: dict[str, str] | None = None) -> Table:
@@ -52,11 +56,9 @@ def simplify_cmd(
     model: Path = typer.Argument(..., help="FP32 ffkit artifact (.onnx)."),
     output: Path = typer.Option(..., "-o", "--output", help="ONNX file to write."),
     skip_fuse_bn: bool = typer.Option(False, "--skip-fuse-bn", help="Keep BatchNorm nodes."),
-    onnxsim_check: int = typer.Option(0, "--onnxsim-check", help="onnxsim's own random checks (default off)."),
+    onnxsim_check: int = typer.Option(SimplifyStage.onnxsim_check, "--onnxsim-check", help="onnxsim's own random checks (default off)."),
 ):
     """onnxsim with the dynamic axes kept, checked against MODEL at two input shapes."""
-    from .simplify import SimplifyStage
-
     with err.status("simplifying"):
         result = SimplifyStage(skip_fuse_bn=skip_fuse_bn, onnxsim_check=onnxsim_check).run(model, output)
     nodes = result.figures["nodes"]
@@ -69,12 +71,10 @@ def simplify_cmd(
 def optimize_cmd(
     model: Path = typer.Argument(..., help="FP32 ffkit artifact (.onnx)."),
     output: Path = typer.Option(..., "-o", "--output", help="ONNX file to write."),
-    level: str = typer.Option("extended", "--level",
+    level: str = typer.Option(OptimizeStage.level, "--level",
                               help="basic | extended (portable, default) | all (bound to this CPU and provider)."),
 ):
     """onnxoptimizer passes plus onnxruntime's offline graph optimisation, checked against MODEL."""
-    from .optimize import OptimizeStage
-
     with err.status("optimizing"):
         result = OptimizeStage(level=level).run(model, output)
     nodes = result.figures["nodes"]
@@ -97,21 +97,19 @@ def quantize_cmd(
     calib: Optional[Path] = typer.Option(None, "--calib", help="INT8: folder of calibration images or .npy/.npz."),
     calib_latents: Optional[Path] = typer.Option(None, "--calib-latents",
                                                  help="INT8 swappers: K x 512 .npy of identity latents."),
-    method: str = typer.Option("minmax", "--method", help="INT8 calibration: minmax | entropy | percentile."),
-    per_channel: bool = typer.Option(True, "--per-channel/--per-tensor", help="INT8 weight scales per channel."),
-    samples: int = typer.Option(32, "--samples", help="INT8: at most this many calibration samples."),
+    method: str = typer.Option(Int8Stage.method, "--method", help="INT8 calibration: minmax | entropy | percentile."),
+    per_channel: bool = typer.Option(Int8Stage.per_channel, "--per-channel/--per-tensor", help="INT8 weight scales per channel."),
+    samples: int = typer.Option(Int8Stage.samples, "--samples", help="INT8: at most this many calibration samples."),
     auto_exclude: bool = typer.Option(False, "--auto-exclude",
                                       help="INT8: keep the worst nodes in float until the recipe's budget is met."),
     exclude: List[str] = typer.Option([], "--exclude", help="INT8: node name kept in float (repeat)."),
 ):
     """Reduce precision: --fp16, or --int8 --calib DIR (one of the two)."""
     if fp16 == int8:
-        from .errors import FfkitError
+        from ffkit.recipes.errors import FfkitError
 
         raise FfkitError("choose exactly one of --fp16 and --int8")
     if fp16:
-        from .fp16 import Fp16Stage
-
         with err.status("converting to float16"):
             result = Fp16Stage(keep_float32=tuple(keep_float32)).run(model, output)
         kept = result.figures["nodes_kept"]
@@ -122,8 +120,6 @@ def quantize_cmd(
                  "kept in float32": f"op types: converter default{' + ' + ', '.join(ops) if ops else ''}; "
                                     f"nodes: {len(kept)}{f' ({counts})' if counts else ''}"}
     else:
-        from .int8 import Int8Stage
-
         stage = Int8Stage(calib=calib, latents=calib_latents, method=method, per_channel=per_channel,
                           samples=samples, auto_exclude=auto_exclude, exclude_nodes=tuple(exclude))
         result = stage.run(model, output)
@@ -154,7 +150,7 @@ def verify_cmd(
     """Compare CANDIDATE with a reference, output by output; exit 3 if it misses its criterion."""
     from ffkit.validation.report import verify_table, write_json
 
-    from .errors import FfkitError
+    from ffkit.recipes.errors import FfkitError
     from .verify import verify
 
     if inputs is not None and calib is not None:
@@ -181,10 +177,10 @@ def build_cmd(
     fp16: bool = typer.Option(False, "--fp16", help="Also build the FP16 variant."),
     int8: bool = typer.Option(False, "--int8", help="Also build the INT8 variant."),
     calib_latents: Optional[Path] = typer.Option(None, "--calib-latents", help="Swappers: K x 512 latents .npy."),
-    method: str = typer.Option("minmax", "--method", help="INT8 calibration: minmax | entropy | percentile."),
-    samples: int = typer.Option(32, "--samples", help="INT8: at most this many calibration samples."),
+    method: str = typer.Option(Int8Stage.method, "--method", help="INT8 calibration: minmax | entropy | percentile."),
+    samples: int = typer.Option(Int8Stage.samples, "--samples", help="INT8: at most this many calibration samples."),
     auto_exclude: bool = typer.Option(False, "--auto-exclude", help="INT8: keep worst nodes in float to meet budget."),
-    level: str = typer.Option("extended", "--level", help="Optimisation level of the FP32 artifact."),
+    level: str = typer.Option(OptimizeStage.level, "--level", help="Optimisation level of the FP32 artifact."),
     unfused_modulation: bool = typer.Option(False, "--unfused-modulation",
                                             help="GFPGAN: static-weight modulated convs (dynamic batch, INT8-able)."),
     emap: Optional[Path] = typer.Option(None, "--emap", help="inswapper: emap .npy or inswapper ONNX."),
@@ -194,9 +190,10 @@ def build_cmd(
 
     from .build import BuildOptions, build
 
-    opts = BuildOptions(calib=calib, fp16=fp16, int8=int8, latents=calib_latents, method=method, samples=samples,
-                        auto_exclude=auto_exclude, level=level, emap=emap,
-                        options=("unfused_modulation",) if unfused_modulation else ())
+    opts = BuildOptions(calib=calib, emap=emap, options=("unfused_modulation",) if unfused_modulation else (),
+                        optimize=OptimizeStage(level=level), fp16=Fp16Stage() if fp16 else None,
+                        int8=Int8Stage(latents=calib_latents, method=method, samples=samples,
+                                       auto_exclude=auto_exclude) if int8 else None)
     result = build(recipe, checkpoint, outdir, opts)
     out.print(build_table(result.recipe, result.variants))
     for v in result.variants:

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 from rich.console import Console
 
+from ffkit.validation.report import human_size
+
 out = Console()
 err = Console(stderr=True)
 
-
-def human_size(n: int) -> str:
-    """Bytes as a short human string (``12.3 MB``)."""
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
+__all__ = ["out", "err", "human_size"]

@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import FfkitError
+from ffkit.recipes.errors import FfkitError
 
 DETECTOR = "retinaface_mobilenet0.25"
 EMBEDDER = "arcface_iresnet18"

@@ -20,28 +20,13 @@ from typing import Callable, Mapping
 import numpy as np
 import onnx
 
-from . import __version__, artifact
-from .atomic import check_writable
-from .errors import ParityError
-from .inference import make_session, run
+from ffkit.recipes import artifact, onnx_file
+from ffkit.recipes.version import __version__
+from ffkit.recipes.atomic import check_writable
+from ffkit.runtime.sessions import create_session, run_session
+from ffkit.validation.parity import ShapeParity, fp32_parity, shape_sets
 
 DEFAULT_OPSET = 17
-
-
-@dataclass
-class ParityCheck:
-    """ONNX-vs-PyTorch figures at one input shape."""
-
-    dims: dict
-    max_abs: dict[str, float]
-    excess: float  # max over outputs of |a-b| - (atol + rtol|b|); <= 0 passes
-
-    @property
-    def passed(self) -> bool:
-        return self.excess <= 0.0
-
-    def as_dict(self) -> dict:
-        return {"dims": self.dims, "max_abs": self.max_abs, "passed": self.passed}
 
 
 @dataclass
@@ -51,7 +36,7 @@ class ExportResult:
     variant: str
     seconds: float
     size_bytes: int
-    checks: list[ParityCheck] = field(default_factory=list)
+    checks: list[ShapeParity] = field(default_factory=list)
 
     @property
     def max_abs(self) -> float:
@@ -67,20 +52,13 @@ def _torch_outputs(model, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
     return [o.detach().numpy() for o in out]
 
 
-def parity_check(model, session, recipe, dims: Mapping[str, int], seed: int = 0) -> ParityCheck:
-    """Compare the ONNX session with the PyTorch model on inputs drawn at ``dims``."""
+def parity_check(model, session, recipe, dims: Mapping[str, int], out_path: str | Path, seed: int = 0) -> ShapeParity:
+    """ONNX Runtime against PyTorch on the recipe's sample inputs drawn at ``dims``, judged by
+    :func:`~ffkit.validation.parity.fp32_parity`; a miss is a ParityError naming ``out_path``."""
     feeds = recipe.sample_inputs(seed=seed, **dims)
-    expected = _torch_outputs(model, feeds)
-    got = run(session, feeds)
-    max_abs, excess = {}, -np.inf
-    for spec, ref in zip(recipe.outputs, expected):
-        out = got[spec.name]
-        if out.shape != ref.shape:
-            raise ParityError(f"{recipe.name}: output {spec.name} has shape {out.shape} in ONNX but "
-                              f"{ref.shape} in PyTorch at {dict(dims)} (a dynamic axis was frozen)")
-        max_abs[spec.name] = float(np.max(np.abs(out.astype(np.float64) - ref)))
-        excess = max(excess, recipe.tolerance.excess(out, ref))
-    return ParityCheck(dict(dims), max_abs, float(excess))
+    expected = dict(zip(recipe.output_names, _torch_outputs(model, feeds)))
+    got = run_session(session, feeds)
+    return fp32_parity(recipe, [(dims, got, expected)], out_path, what="PyTorch")[0]
 
 
 def export_recipe(recipe_name: str, checkpoint: str | Path, output: str | Path, *, opset: int | None = None,
@@ -129,19 +107,10 @@ def export_recipe(recipe_name: str, checkpoint: str | Path, output: str | Path, 
         proto = recipe.finalize_artifact(proto, **(finalize_kwargs or {}))
 
     say("checking ONNX Runtime against PyTorch")
-    session = make_session(proto)
-    dims_list = [dict(recipe.sample_dims)]
-    alt = {k: v for k, v in recipe.alt_dims.items() if dynamic_batch or k != "N"}
-    if {**recipe.sample_dims, **alt} != dict(recipe.sample_dims):
-        dims_list.append({**recipe.sample_dims, **alt})
-    checks = [parity_check(model, session, recipe, dims) for dims in dims_list]
+    session = create_session(proto, name=f"{output} (exported)")
+    dynamic = {name for axes in recipe.dynamic_axes(dynamic_batch).values() for name in axes.values()}
+    checks = [parity_check(model, session, recipe, dims, output) for dims in shape_sets(recipe, dynamic)]
     del session
-    failed = [c for c in checks if not c.passed]
-    if failed:
-        worst = max(failed[0].max_abs.items(), key=lambda kv: kv[1])
-        raise ParityError(f"{output}: not written, ONNX differs from PyTorch beyond {recipe.name}'s tolerance "
-                          f"(atol {recipe.tolerance.atol:g}, rtol {recipe.tolerance.rtol:g}): "
-                          f"{worst[0]} max abs error {worst[1]:.3g} at {failed[0].dims}")
     seconds = time.perf_counter() - start
     figures = {"parity": [c.as_dict() for c in checks], "seconds": round(seconds, 2)}
     artifact.set_metadata(
@@ -152,5 +121,5 @@ def export_recipe(recipe_name: str, checkpoint: str | Path, output: str | Path, 
     artifact.append_history(proto, "export", {"opset": opset, "options": list(options), "dynamic_batch": dynamic_batch,
                                               "checkpoint": Path(checkpoint).name},
                             figures, tools={"torch": torch.__version__})
-    artifact.save_onnx(proto, output)
+    onnx_file.save_onnx(proto, output)
     return ExportResult(output, recipe.name, variant, seconds, output.stat().st_size, checks)

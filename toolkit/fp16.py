@@ -35,12 +35,15 @@ from onnx import TensorProto, helper
 
 from ffkit.validation import metrics
 
-from . import artifact
-from .errors import ArtifactError, ParityError
-from .inference import make_session, run
+from ffkit.recipes import artifact, onnx_file
+from ffkit.recipes.errors import ArtifactError, ParityError
+from ffkit.recipes.spec import AccuracyBudget
+from ffkit.runtime.sessions import create_session, run_session
 from .probe import Probe, float_node_outputs, paired_scan, value_types
-from .stage import Stage, StageResult, finish, open_input, prepare_output, started, tool_versions
-from .verify import judge, run_onnx
+from .stage import SampleRuns, Stage, StageResult, finish, open_input, prepare_output, started, tool_versions
+from ffkit.validation.parity import judge
+
+from .verify import run_onnx
 
 FP16_MAX = 65504.0
 #: Relative error below which a node's output is just float16 rounding (2 ulp) and not a loss.
@@ -59,6 +62,7 @@ class Fp16Stage(Stage):
       max_rounds: rounds of step 4.
       per_round: fraction of the converted nodes kept in the first round of step 4 (at least one),
         doubled every round.
+      budget: the accuracy budget to meet (None: the recipe's ``fp16`` budget).
     """
 
     name = "fp16"
@@ -68,8 +72,10 @@ class Fp16Stage(Stage):
     headroom: float = 0.5
     max_rounds: int = 4
     per_round: float = 0.03
+    budget: AccuracyBudget | None = None
 
-    def run(self, in_path: str | os.PathLike, out_path: str | os.PathLike) -> StageResult:
+    def run(self, in_path: str | os.PathLike, out_path: str | os.PathLike,
+            reference: SampleRuns | None = None) -> StageResult:
         """Read the FP32 artifact ``in_path``, write the FP16 one to ``out_path``."""
         from onnxconverter_common import float16
 
@@ -91,7 +97,8 @@ class Fp16Stage(Stage):
 
         dst, session, no_kernel = convert_loadable(src, op_block, list(kept))
         op_block = sorted({*op_block, *no_kernel})
-        checks = judge(recipe, "fp16", [run(session, feeds) for feeds in samples], reference)
+        checks = judge(recipe, "fp16", [run_session(session, feeds) for feeds in samples], reference,
+                       budget=self.budget)
         rounds = []
         while self.auto and not all(c.passed for c in checks) and len(rounds) < self.max_rounds:
             converted = [n.name for n in src.graph.node if n.name not in kept and n.op_type not in op_block]
@@ -103,7 +110,8 @@ class Fp16Stage(Stage):
                 kept[node] = f"loss: amplifies the FP16 error x{gain:.3g}"
             dst, session, more = convert_loadable(src, op_block, list(kept))
             op_block = sorted({*op_block, *more})
-            checks = judge(recipe, "fp16", [run(session, feeds) for feeds in samples], reference)
+            checks = judge(recipe, "fp16", [run_session(session, feeds) for feeds in samples], reference,
+                       budget=self.budget)
             rounds.append({"kept": list(worst), "figures": {c.name: round(c.value, 4) for c in checks}})
         passed = all(c.passed for c in checks)
         if self.auto and not passed:
@@ -201,7 +209,7 @@ def convert_loadable(model: onnx.ModelProto, op_block: list[str], node_block: li
     for _ in range(tries):
         dst = convert(model, [*op_block, *added], node_block)
         try:
-            return dst, make_session(dst), added
+            return dst, create_session(dst), added
         except ArtifactError as err:
             found = _NO_KERNEL.search(str(err))
             if not found or found.group(1) in added:

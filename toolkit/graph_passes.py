@@ -64,10 +64,10 @@ def rewrite_prelu(model: onnx.ModelProto) -> int:
 def apply_to_file(in_path: str | os.PathLike, out_path: str | os.PathLike) -> int:
     """Read an ffkit artifact, rewrite its PRelus, record the pass in ``ffkit.history`` (stage
     ``prelu_rewrite``) and write it atomically; returns the number of nodes rewritten."""
-    from . import artifact
+    from ffkit.recipes import artifact, onnx_file
 
-    model = artifact.load_onnx(in_path)
+    model = onnx_file.load_onnx(in_path)
     count = rewrite_prelu(model)
     artifact.append_history(model, "prelu_rewrite", {}, {"rewritten": count})
-    artifact.save_onnx(model, Path(out_path))
+    onnx_file.save_onnx(model, Path(out_path))
     return count

@@ -37,13 +37,16 @@ import onnx
 
 from ffkit.validation import metrics
 
-from . import artifact
+from ffkit.recipes import artifact, onnx_file
 from .calibrate import METHODS, cached_stats, sha256_file
-from .errors import FfkitError, ParityError
+from ffkit.recipes.errors import FfkitError, ParityError
+from ffkit.recipes.spec import AccuracyBudget
 from .hardware import cpu_flags, has_vnni, VNNI_FLAGS
 from .probe import Probe, float_node_outputs, paired_scan, value_types
-from .stage import Stage, StageResult, finish, open_input, prepare_output, started, tool_versions
-from .verify import judge, run_onnx
+from .stage import SampleRuns, Stage, StageResult, finish, open_input, prepare_output, started, tool_versions
+from ffkit.validation.parity import judge
+
+from .verify import run_onnx
 
 #: Node types the quantizer leaves alone anyway (and that are never worth excluding).
 _NOT_QUANTIZED = {"QuantizeLinear", "DequantizeLinear"}
@@ -78,6 +81,7 @@ class Int8Stage(Stage):
       cache_dir: where calibration statistics are cached (default ``<output folder>/.ffkit-calib``).
       calibration: an already loaded CalibrationSet (``ffkit build`` shares one; not recorded).
       progress: show progress bars (not recorded).
+      budget: the accuracy budget to meet (None: the recipe's ``int8`` budget).
     """
 
     name = "int8"
@@ -96,6 +100,7 @@ class Int8Stage(Stage):
     cache_dir: Path | None = None
     calibration: object | None = field(default=None, metadata={"record": False}, repr=False)
     progress: bool = field(default=True, metadata={"record": False})
+    budget: AccuracyBudget | None = None
 
     def quantized_op_types(self) -> list[str] | None:
         """The op types handed to the quantizer (None: all it supports)."""
@@ -111,7 +116,8 @@ class Int8Stage(Stage):
                 ("cpu has " + "/".join(sorted(cpu_flags() & set(VNNI_FLAGS))) if vnni else "cpu has no VNNI/AMX"),
                 "per_channel": self.per_channel}
 
-    def run(self, in_path: str | os.PathLike, out_path: str | os.PathLike) -> StageResult:
+    def run(self, in_path: str | os.PathLike, out_path: str | os.PathLike,
+            reference: SampleRuns | None = None) -> StageResult:
         """Read the FP32 artifact ``in_path``, write the INT8 one to ``out_path``."""
         from ffkit.validation.calibration import CalibrationError, load_calibration
 
@@ -143,7 +149,7 @@ class Int8Stage(Stage):
                 model = quantize(pre_path, ranges, types, exclude, Path(tmp), self.quantized_op_types())
                 if self.int8_weights_in_float_nodes and exclude:
                     int8_weights(model, exclude)
-                return model, judge(recipe, "int8", run_onnx(model, eval_feeds), float_runs)
+                return model, judge(recipe, "int8", run_onnx(model, eval_feeds), float_runs, budget=self.budget)
 
             dst, checks = attempt(excluded)
             auto = None

@@ -20,9 +20,11 @@ from typing import Literal
 
 import onnx
 
-from .errors import ArtifactError
+from ffkit.recipes.errors import ArtifactError
+from ffkit.runtime.sessions import SessionSettings, create_session
+
 from .hardware import cpu_description
-from .stage import (Stage, StageResult, check_dynamic_axes, check_fp32, finish, open_input, prepare_output,
+from .stage import (SampleRuns, Stage, StageResult, check_dynamic_axes, check_fp32, finish, open_input, prepare_output,
                     started, tool_versions)
 
 LEVELS = ("basic", "extended", "all")
@@ -48,7 +50,8 @@ class OptimizeStage(Stage):
     onnxoptimizer_passes: tuple[str, ...] | None = None
     provider: str = "CPUExecutionProvider"
 
-    def run(self, in_path: str | os.PathLike, out_path: str | os.PathLike) -> StageResult:
+    def run(self, in_path: str | os.PathLike, out_path: str | os.PathLike,
+            reference: SampleRuns | None = None) -> StageResult:
         """Read the FP32 artifact ``in_path``, write the optimised one to ``out_path``."""
         import onnxoptimizer
         import onnxruntime as ort
@@ -65,24 +68,14 @@ class OptimizeStage(Stage):
         except Exception as err:  # noqa: BLE001
             raise ArtifactError(f"{in_path}: onnxoptimizer failed ({type(err).__name__}: {str(err)[:200]})") from None
 
-        level = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                 "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-                 "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[self.level]
         with tempfile.TemporaryDirectory(dir=out_path.resolve().parent, prefix=".ffkit-optimize-") as tmp:
             target = Path(tmp) / "optimized.onnx"
-            opts = ort.SessionOptions()
-            opts.graph_optimization_level = level
-            opts.optimized_model_filepath = str(target)
-            opts.log_severity_level = 3
-            try:
-                ort.InferenceSession(mid.SerializeToString(), opts, providers=[self.provider])
-            except Exception as err:  # noqa: BLE001
-                first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-                raise ArtifactError(f"{in_path}: onnxruntime could not optimise it ({first})") from None
+            settings = SessionSettings(providers=(self.provider,), level=self.level, optimized_model_path=str(target))
+            create_session(mid, settings, name=str(in_path))  # writes the optimised graph to target
             del mid
             dst = onnx.load(str(target))
             check_dynamic_axes(src, dst, recipe, out_path)
-            parity, runs = check_fp32(src, target, recipe, out_path, src_path=in_path)
+            parity, runs = check_fp32(src, target, recipe, out_path, reference=reference)
         figures = {"nodes": [len(src.graph.node), len(dst.graph.node)], "parity": parity,
                    "onnxoptimizer_passes": passes}
         bound = None

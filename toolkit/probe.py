@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from .inference import make_session
+from ffkit.runtime.sessions import create_session
 
 #: Largest initializer (elements) kept with its data for shape inference; larger ones become
 #: typed inputs, so inference needs no copy of the weights (shape constants are small).
@@ -146,7 +146,7 @@ class Probe:
         count = len(self.model.graph.output)
         self.model.graph.output.extend(extra)
         try:
-            return make_session(self.model)
+            return create_session(self.model)
         finally:
             del self.model.graph.output[count:]
 

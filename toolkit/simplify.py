@@ -13,8 +13,8 @@ import os
 import warnings
 from dataclasses import dataclass
 
-from .errors import ArtifactError
-from .stage import (Stage, StageResult, check_dynamic_axes, check_fp32, finish, open_input, prepare_output,
+from ffkit.recipes.errors import ArtifactError
+from .stage import (SampleRuns, Stage, StageResult, check_dynamic_axes, check_fp32, finish, open_input, prepare_output,
                     started, tool_versions)
 
 
@@ -33,7 +33,8 @@ class SimplifyStage(Stage):
     skipped_optimizers: tuple[str, ...] = ()
     onnxsim_check: int = 0
 
-    def run(self, in_path: str | os.PathLike, out_path: str | os.PathLike) -> StageResult:
+    def run(self, in_path: str | os.PathLike, out_path: str | os.PathLike,
+            reference: SampleRuns | None = None) -> StageResult:
         """Read the FP32 artifact ``in_path``, write the simplified one to ``out_path``."""
         import onnxsim
 
@@ -54,6 +55,6 @@ class SimplifyStage(Stage):
         if not ok:
             raise ArtifactError(f"{out_path}: not written, onnxsim's own check failed on {in_path}")
         check_dynamic_axes(src, dst, recipe, out_path)
-        parity, runs = check_fp32(src, dst, recipe, out_path, src_path=in_path)
+        parity, runs = check_fp32(src, dst, recipe, out_path, reference=reference)
         figures = {"nodes": [len(src.graph.node), len(dst.graph.node)], "parity": parity}
         return finish(src, dst, out_path, self, start, figures, tool_versions("onnxsim", "onnxruntime"), runs=runs)

@@ -11,7 +11,10 @@ stage, through :func:`finish`:
 
 FP32-equivalent stages (simplify, optimize) also call :func:`check_fp32` (outputs within the
 recipe's FP32 tolerance of the input's, at the sample shape and at a second shape along every
-dynamic axis) and :func:`check_dynamic_axes` (every named dynamic axis still named).
+dynamic axis, judged by the one parity routine :mod:`ffkit.validation.parity`) and
+:func:`check_dynamic_axes` (every named dynamic axis still named). Nothing is cached between
+stages behind the caller's back: a chain passes one stage's :attr:`StageResult.runs` to the next
+as ``reference``.
 """
 
 from __future__ import annotations
@@ -27,10 +30,15 @@ from typing import Any, Callable, ClassVar, Iterable, Iterator
 import numpy as np
 import onnx
 
-from . import artifact
-from .atomic import check_writable
-from .errors import ArtifactError, ParityError
-from .inference import make_session, run
+from ffkit.recipes import artifact, onnx_file
+from ffkit.recipes.atomic import check_writable
+from ffkit.recipes.errors import ArtifactError, ParityError
+from ffkit.runtime.sessions import create_session, run_session
+from ffkit.validation.parity import fp32_parity, shape_sets
+
+#: Outputs of one artifact on its recipe's sample inputs (seed 0): ``[(dims, {output: array})]``,
+#: one entry per test shape. Passed explicitly from one stage of a chain to the next.
+SampleRuns = list[tuple[dict[str, int], dict[str, np.ndarray]]]
 
 @dataclass
 class StageResult:
@@ -44,12 +52,15 @@ class StageResult:
     seconds: float
     params: dict = field(default_factory=dict)
     figures: dict = field(default_factory=dict)
+    runs: SampleRuns | None = field(default=None, repr=False)  # the output's sample runs, when checked
 
 
 def jsonable(value: Any) -> Any:
     """Parameters as JSON-friendly values (paths as strings, tuples as lists)."""
     if isinstance(value, Path):
         return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
     if isinstance(value, (tuple, list)):
         return [jsonable(v) for v in value]
     if isinstance(value, dict):
@@ -72,15 +83,19 @@ class Stage:
         return {f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)  # type: ignore[arg-type]
                 if f.metadata.get("record", True)}
 
-    def run(self, in_path: str | os.PathLike, out_path: str | os.PathLike) -> StageResult:
-        """Read the artifact ``in_path``, write this stage's artifact to ``out_path`` atomically."""
+    def run(self, in_path: str | os.PathLike, out_path: str | os.PathLike,
+            reference: SampleRuns | None = None) -> StageResult:
+        """Read the artifact ``in_path``, write this stage's artifact to ``out_path`` atomically.
+
+        ``reference``: ``in_path``'s sample runs when the caller has them (a previous stage's
+        :attr:`StageResult.runs`), so FP32 stages need not run their input again."""
         raise NotImplementedError
 
 
 def open_input(path: str | os.PathLike, stage: str, accept: Iterable[str] = ("fp32",)):
     """Load a stage's input: ``(model, recipe)``; one-line errors for a non-ONNX, truncated or
     recipe-less file, or one of a precision the stage cannot take (e.g. INT8 of an FP16 model)."""
-    model = artifact.load_onnx(path)
+    model = onnx_file.load_onnx(path)
     recipe = artifact.recipe_of(model, path)
     found, accept = artifact.precision(model), tuple(accept)
     if found not in accept:
@@ -95,8 +110,8 @@ def finish(src: onnx.ModelProto, dst: onnx.ModelProto, out_path: str | os.PathLi
            variant: str | None = None, runs: list | None = None, **metadata: Any) -> StageResult:
     """Carry metadata and detached initializers from ``src``, record the stage, write ``dst``.
 
-    ``runs`` (``dst``'s outputs on the sample inputs, from :func:`check_fp32`) are remembered
-    for the next stage of a chain."""
+    ``runs`` (``dst``'s outputs on the sample inputs, from :func:`check_fp32`) are returned in
+    the result, for the next stage of a chain."""
     out_path = Path(out_path)
     artifact.carry_metadata(src, dst)
     carried = artifact.carry_detached_initializers(src, dst)
@@ -106,11 +121,9 @@ def finish(src: onnx.ModelProto, dst: onnx.ModelProto, out_path: str | os.PathLi
     seconds = time.perf_counter() - started
     figures["seconds"] = round(seconds, 2)
     artifact.append_history(dst, stage.name, stage.params(), jsonable(figures), tools)
-    artifact.save_onnx(dst, out_path)
-    if runs is not None:
-        remember_runs(out_path, runs)
+    onnx_file.save_onnx(dst, out_path)
     return StageResult(stage.name, out_path, artifact.get(dst, "recipe"), variant, out_path.stat().st_size,
-                       seconds, stage.params(), figures)
+                       seconds, stage.params(), figures, runs)
 
 
 def prepare_output(out_path: str | os.PathLike, in_path: str | os.PathLike) -> Path:
@@ -122,98 +135,47 @@ def prepare_output(out_path: str | os.PathLike, in_path: str | os.PathLike) -> P
     return out_path
 
 
-def dynamic_dims(model: onnx.ModelProto) -> dict[str, dict[int, str]]:
-    """``{input/output name: {axis: dim_param}}`` for the graph's named dynamic axes."""
-    found = {}
-    for vi in [*model.graph.input, *model.graph.output]:
-        named = {i: d.dim_param for i, d in enumerate(vi.type.tensor_type.shape.dim) if d.dim_param}
-        if named:
-            found[vi.name] = named
-    return found
-
-
 def check_dynamic_axes(src: onnx.ModelProto, dst: onnx.ModelProto, recipe, out_path: str | os.PathLike) -> None:
     """Every dynamic axis the recipe names (``N``, ``H``, ``W``, ``A``) that ``src`` has is still
     that ``dim_param`` in ``dst`` (exporter-invented names for static axes may be resolved)."""
     declared = {t.name: t.dynamic_axes for t in (*recipe.inputs, *recipe.outputs)}
-    before, after = dynamic_dims(src), dynamic_dims(dst)
+    before, after = onnx_file.dynamic_dims(src), onnx_file.dynamic_dims(dst)
     for name, axes in before.items():
         for axis, param in axes.items():
             if declared.get(name, {}).get(axis) == param and after.get(name, {}).get(axis) != param:
                 raise ParityError(f"{out_path}: not written, dynamic axis {param!r} of {name} (axis {axis}) was frozen")
 
 
-def shape_sets(model: onnx.ModelProto, recipe) -> list[dict[str, int]]:
-    """The recipe's sample dims, plus a second set moving every dynamic axis the model has."""
-    named = {p for axes in dynamic_dims(model).values() for p in axes.values()}
-    first = dict(recipe.sample_dims)
-    second = {**first, **{k: v for k, v in recipe.alt_dims.items() if k in named}}
-    return [first] if second == first else [first, second]
+def model_shape_sets(model: onnx.ModelProto, recipe) -> list[dict[str, int]]:
+    """:func:`~ffkit.validation.parity.shape_sets` for the dynamic axes ``model`` really has."""
+    named = {p for axes in onnx_file.dynamic_dims(model).values() for p in axes.values()}
+    return shape_sets(recipe, named)
 
 
-#: Outputs of recently written artifacts on the recipe's sample inputs, keyed by file identity,
-#: so the next stage of a chain does not run its input again. Small (a few outputs each).
-_RUNS: dict[tuple, list] = {}
-_RUNS_KEEP = 4
-
-
-def _identity(path: str | os.PathLike) -> tuple:
-    st = Path(path).stat()
-    return (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-
-
-def remember_runs(path: str | os.PathLike, runs: list) -> None:
-    """Record the sample-input outputs of the artifact just written at ``path``."""
-    _RUNS[_identity(path)] = runs
-    while len(_RUNS) > _RUNS_KEEP:
-        _RUNS.pop(next(iter(_RUNS)))
-
-
-def reference_runs(model: onnx.ModelProto | str | os.PathLike, recipe, dims_list: list[dict[str, int]],
-                   seed: int = 0) -> list[tuple[dict, dict]]:
-    """``(feeds, outputs)`` of ``model`` (proto or file) in onnxruntime on the recipe's sample
-    inputs at each dims (reused when a previous stage wrote that very file)."""
-    if not isinstance(model, onnx.ModelProto):
-        cached = _RUNS.get(_identity(model))
-        if cached is not None and [d for d, _ in cached] == dims_list:
-            return [(recipe.sample_inputs(seed=seed, **dims), out) for dims, out in cached]
-    session = make_session(model)
-    runs = []
-    for dims in dims_list:
-        feeds = recipe.sample_inputs(seed=seed, **dims)
-        runs.append((feeds, run(session, feeds)))
-    return runs
+def sample_runs(model: onnx.ModelProto | str | os.PathLike, recipe, dims_list: list[dict[str, int]],
+                seed: int = 0) -> SampleRuns:
+    """``model``'s (proto or file) outputs in onnxruntime on the recipe's sample inputs at each dims."""
+    session = create_session(model)
+    return [(dims, run_session(session, recipe.sample_inputs(seed=seed, **dims))) for dims in dims_list]
 
 
 def check_fp32(src: onnx.ModelProto, dst: onnx.ModelProto | str | os.PathLike, recipe,
-               out_path: str | os.PathLike, src_path: str | os.PathLike | None = None) -> tuple[list[dict], list]:
+               out_path: str | os.PathLike, reference: SampleRuns | None = None) -> tuple[list[dict], SampleRuns]:
     """``dst`` matches ``src`` within the recipe's FP32 tolerance at two shapes, else ParityError.
 
-    ``src_path`` (the file ``src`` was read from) lets a chained stage reuse its outputs and
-    spares re-serialising it; ``dst`` may be a file. Returns one figure record per shape
-    (``{"dims", "max_abs": {output: float}, "passed"}``) and ``dst``'s runs for :func:`finish`.
+    ``reference`` is ``src``'s own :func:`sample_runs` when the caller has them (the previous
+    stage of a chain returned them in :attr:`StageResult.runs`); they are computed otherwise.
+    ``dst`` may be a file. Returns one figure record per shape (``{"dims", "max_abs": {output:
+    float}, "passed"}``) and ``dst``'s runs, for the next stage.
     """
-    dims_list = shape_sets(src, recipe)
-    expected = reference_runs(src_path if src_path is not None else src, recipe, dims_list)
-    session = make_session(dst)
-    records, runs = [], []
-    for dims, (feeds, ref) in zip(dims_list, expected):
-        got = run(session, feeds)
-        runs.append((dims, got))
-        max_abs, excess = {}, -np.inf
-        for name, r in ref.items():
-            if got[name].shape != r.shape:
-                raise ParityError(f"{out_path}: not written, output {name} has shape {got[name].shape} instead of "
-                                  f"{r.shape} at {dims} (a dynamic axis was frozen)")
-            max_abs[name] = float(np.max(np.abs(got[name].astype(np.float64) - r)))
-            excess = max(excess, recipe.tolerance.excess(got[name], r))
-        records.append({"dims": dims, "max_abs": max_abs, "passed": bool(excess <= 0)})
-        if excess > 0:
-            worst = max(max_abs.items(), key=lambda kv: kv[1])
-            raise ParityError(f"{out_path}: not written, differs from its input beyond {recipe.name}'s FP32 tolerance "
-                              f"(atol {recipe.tolerance.atol:g}, rtol {recipe.tolerance.rtol:g}): "
-                              f"{worst[0]} max abs error {worst[1]:.3g} at {dims}")
-    return records, runs
+    dims_list = model_shape_sets(src, recipe)
+    if reference is None or [d for d, _ in reference] != dims_list:
+        reference = sample_runs(src, recipe, dims_list)
+    session = create_session(dst, name=str(out_path))
+    runs = [(dims, run_session(session, recipe.sample_inputs(seed=0, **dims))) for dims in dims_list]
+    records = fp32_parity(recipe, [(dims, got, ref) for (dims, got), (_, ref) in zip(runs, reference)],
+                          out_path, what="its input")
+    return [r.as_dict() for r in records], runs
 
 
 @contextlib.contextmanager

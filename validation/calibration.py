@@ -30,7 +30,7 @@ from typing import Iterator, Mapping
 import cv2
 import numpy as np
 
-from ffkit.toolkit.errors import FfkitError
+from ffkit.recipes.errors import FfkitError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 TENSOR_SUFFIXES = (".npy", ".npz")

@@ -46,7 +46,7 @@ import numpy as np
 import onnx
 from onnx import helper, shape_inference
 
-from ffkit.toolkit.errors import FfkitError
+from ffkit.recipes.errors import FfkitError
 
 COUNTED = ("Conv", "ConvTranspose", "Gemm", "MatMul", "QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger",
            "FusedConv", "FusedGemm", "FusedMatMul", "MatMulIntegerToFloat", "NhwcFusedConv")
@@ -176,7 +176,7 @@ def _needed(node: onnx.NodeProto) -> list[str]:
 
 def _shapes_via_ort(model: onnx.ModelProto, missing: list[str]) -> dict[str, tuple[int, ...]]:
     """Run ``model`` (inputs already concrete) once on zeros with ``missing`` exposed as outputs."""
-    import onnxruntime as ort
+    from ffkit.runtime.sessions import SessionSettings, create_session
 
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
@@ -184,10 +184,7 @@ def _shapes_via_ort(model: onnx.ModelProto, missing: list[str]) -> dict[str, tup
     for name in missing:
         if name not in have:
             probe.graph.output.append(helper.make_empty_tensor_value_info(name))
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    sess = create_session(probe, SessionSettings(level="disable"), name="shape probe")
     feeds = {}
     initializers = {i.name for i in model.graph.initializer}
     for inp in model.graph.input:
@@ -242,7 +239,7 @@ def count_flops(model: onnx.ModelProto | str | Path, dims: Mapping[str, int] | N
     module docstring); otherwise an FfkitError names the node.
     """
     if not isinstance(model, onnx.ModelProto):
-        from ffkit.toolkit.artifact import load_onnx
+        from ffkit.recipes.onnx_file import load_onnx
 
         model = load_onnx(model)
     light = _skeleton(model)

@@ -1,6 +1,6 @@
 """Human and machine reports of verification and builds: rich tables, JSON files, a PNG sheet.
 
-- :func:`verify_table`: one row per output of a :class:`~ffkit.toolkit.verify.VerifyReport`.
+- :func:`verify_table`: one row per output of a :class:`~ffkit.validation.parity.VerifyReport`.
 - :func:`build_table`: one row per built variant (variant, size, max error, cosine/PSNR, pass).
 - :func:`write_json` / :func:`read_json`: atomic JSON files (``report.json``).
 - :func:`comparison_sheet`: for image outputs, rows of ``reference | variant | |error| heatmap``
@@ -48,10 +48,12 @@ def verify_table(report) -> Table:
 
 
 def human_size(n: int) -> str:
-    """Bytes as ``12.3 MB``."""
-    from ffkit.toolkit.console import human_size as size
-
-    return size(n)
+    """Bytes as a short human string (``12.3 MB``, decimal units)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
 
 
 def build_table(recipe: str, variants: Sequence[Mapping[str, Any]]) -> Table:
@@ -75,7 +77,7 @@ def build_table(recipe: str, variants: Sequence[Mapping[str, Any]]) -> Table:
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     """Write ``data`` as indented JSON atomically (infinities as strings)."""
-    from ffkit.toolkit.atomic import atomic_path
+    from ffkit.recipes.atomic import atomic_path
 
     def clean(v):
         if isinstance(v, float) and (math.isinf(v) or math.isnan(v)):
@@ -149,7 +151,7 @@ def comparison_sheet(rows: Sequence[np.ndarray]) -> np.ndarray:
 
 def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Write a uint8 BGR image as PNG atomically."""
-    from ffkit.toolkit.atomic import atomic_path
+    from ffkit.recipes.atomic import atomic_path
 
     ok, data = cv2.imencode(".png", image)
     if not ok:

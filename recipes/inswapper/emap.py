@@ -2,60 +2,86 @@
 
 insightface and FaceFusion read it as the ONNX graph's LAST initializer; ffkit stores it there
 under the name ``emap`` (an initializer no node consumes), and every ffkit stage keeps it there
-bit-exact (see :func:`ffkit.toolkit.artifact.carry_detached_initializers`). Torch-free.
+bit-exact (see :func:`ffkit.recipes.artifact.carry_detached_initializers`). Torch-free.
+
+One rule finds it (:func:`choose_emap`), whether the file is read whole (an ``onnx`` proto) or
+only indexed (:class:`~ffkit.recipes.onnx_file.ModelInfo`, the runtime's weightless scan).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
+from typing import Sequence, TypeVar
 
 import numpy as np
-import onnx
 from onnx import numpy_helper
 
-from ffkit.toolkit.errors import FfkitError
+from ..artifact import set_metadata
+from ..errors import ArtifactError, FfkitError
+from ..onnx_file import ModelInfo, read_initializer, read_model_info
 
 NAME = "emap"
 SHAPE = (512, 512)
+EXPORT_HINT = "export it with --emap EMAP.npy|inswapper_128.onnx"
+
+Initializer = TypeVar("Initializer")  # onnx.TensorProto or onnx_file.InitializerInfo: anything with .name, .dims
 
 
-def find_emap(model: onnx.ModelProto) -> np.ndarray | None:
-    """The emap of an inswapper ONNX: the initializer named ``emap``, else a 512x512 last initializer."""
-    inits = model.graph.initializer
-    for init in inits:
-        if init.name == NAME:
-            return numpy_helper.to_array(init)
-    if len(inits) and tuple(inits[-1].dims) == SHAPE:
-        return numpy_helper.to_array(inits[-1])
+def choose_emap(initializers: Sequence[Initializer]) -> Initializer | None:
+    """The emap among a graph's initializers (in stored order): the one named ``emap``, else the
+    last one when it is 512x512 (insightface's ``graph.initializer[-1]``), else None."""
+    named = next((init for init in initializers if init.name == NAME), None)
+    if named is not None:
+        return named
+    if len(initializers) and tuple(initializers[-1].dims) == SHAPE:
+        return initializers[-1]
     return None
 
 
-def read_emap(source: str | Path) -> np.ndarray:
+def find_emap(model) -> np.ndarray | None:
+    """The emap of an inswapper ``onnx.ModelProto`` as a float array, or None (:func:`choose_emap`)."""
+    init = choose_emap(model.graph.initializer)
+    return None if init is None else numpy_helper.to_array(init)
+
+
+def emap_of(info: ModelInfo) -> np.ndarray:
+    """The ``512 x 512`` float32 emap of the indexed ONNX file ``info`` (read from the file alone).
+
+    Raises:
+        ArtifactError: the file holds none, or records that it was exported without one.
+    """
+    if info.metadata.get("ffkit.emap") == "none":
+        raise ArtifactError(f"{info.path}: this inswapper artifact was exported without an emap ({EXPORT_HINT})")
+    init = choose_emap(info.initializers)
+    if init is None:
+        raise ArtifactError(f"{info.path}: holds no emap (no {NAME!r} initializer and the last one is not "
+                            f"512x512; {EXPORT_HINT})")
+    emap = read_initializer(info, init)
+    if emap.shape != SHAPE or not np.issubdtype(emap.dtype, np.floating):
+        raise ArtifactError(f"{info.path}: emap must be a 512x512 float array, got {emap.dtype} {emap.shape}")
+    return np.ascontiguousarray(emap, dtype=np.float32)
+
+
+def read_emap(source: str | os.PathLike) -> np.ndarray:
     """Load an emap from a ``.npy`` file (512x512) or from an inswapper ONNX file holding one."""
     source = Path(source)
     if not source.is_file():
         raise FfkitError(f"{source}: no such emap file")
     if source.suffix.lower() == ".onnx":
-        from ffkit.toolkit.artifact import load_onnx
-
-        emap = find_emap(load_onnx(source))
-        if emap is None:
-            raise FfkitError(f"{source}: holds no emap (no 'emap' initializer and the last one is not 512x512)")
-    else:
-        try:
-            emap = np.load(source, allow_pickle=False)
-        except Exception as err:  # noqa: BLE001
-            raise FfkitError(f"{source}: not a .npy array ({type(err).__name__}: {err})") from None
+        return emap_of(read_model_info(source))
+    try:
+        emap = np.load(source, allow_pickle=False)
+    except Exception as err:  # noqa: BLE001
+        raise FfkitError(f"{source}: not a .npy array ({type(err).__name__}: {err})") from None
     if emap.shape != SHAPE or not np.issubdtype(emap.dtype, np.floating):
         raise FfkitError(f"{source}: emap must be a 512x512 float array, got {emap.dtype} {emap.shape}")
     return np.ascontiguousarray(emap, dtype=np.float32)
 
 
-def attach_emap(model: onnx.ModelProto, emap: str | Path | np.ndarray | None = None) -> onnx.ModelProto:
+def attach_emap(model, emap: str | os.PathLike | np.ndarray | None = None):
     """Finalize hook of ``inswapper_128``: append the emap as the last initializer (or record none)."""
-    from ffkit.toolkit.artifact import set_metadata
-
     if emap is None:
         set_metadata(model, emap="none")
         return model

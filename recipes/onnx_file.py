@@ -1,12 +1,17 @@
-"""Read what an ONNX file says about itself without loading its weights.
+"""The one ONNX reader (and writer): every ffkit package opens ONNX files through this module.
 
-A models folder holds several hundred-megabyte artifacts; picking the right ones needs only
-their ``metadata_props``, their graph inputs/outputs and (for inswapper) the last
-initializer's shape. :func:`read_model_info` walks the protobuf wire format over a memory
-map, skipping every weight by its length, so scanning a folder touches a few kilobytes per
-file. :func:`read_initializer` then reads one initializer (e.g. the inswapper ``emap``)
-straight from the map. Pure python + numpy; no ``onnx`` import needed.
+Two depths of reading, one set of checks and messages (:func:`check_onnx_path`):
 
+* :func:`read_model_info` reads what a file says about itself without loading its weights:
+  ``metadata_props``, graph inputs/outputs and every initializer's name, dims and position. It
+  walks the protobuf wire format over a memory map, skipping each weight by its length, so
+  scanning a models folder of several hundred-megabyte artifacts touches a few kilobytes per
+  file; :func:`read_initializer` then reads one initializer (e.g. the inswapper ``emap``)
+  straight from the file. Pure python + numpy.
+* :func:`load_onnx` loads the whole ``onnx.ModelProto`` (stages, verify, export);
+  :func:`save_onnx` writes one atomically.
+
+Every failure is a one-line :class:`~ffkit.recipes.errors.ArtifactError` naming the file.
 Field numbers are those of ``onnx/onnx.proto`` (stable since IR version 3).
 """
 
@@ -14,15 +19,17 @@ from __future__ import annotations
 
 import mmap
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from ffkit.toolkit.errors import ArtifactError
+from .atomic import atomic_path
+from .errors import ArtifactError
 
-__all__ = ["TensorInfo", "InitializerInfo", "ModelInfo", "read_model_info", "read_initializer"]
+__all__ = ["TensorInfo", "InitializerInfo", "ModelInfo", "check_onnx_path", "read_model_info", "read_initializer",
+           "load_onnx", "save_onnx", "dynamic_dims"]
 
 #: ONNX TensorProto.DataType -> numpy dtype (the ones a model's I/O or emap can use).
 ONNX_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64, 10: np.float16,
@@ -69,8 +76,16 @@ class ModelInfo:
     metadata: dict[str, str]
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
-    last_initializer: InitializerInfo | None
-    named_initializers: dict[str, InitializerInfo] = field(default_factory=dict)
+    initializers: tuple[InitializerInfo, ...] = ()
+
+    @property
+    def last_initializer(self) -> InitializerInfo | None:
+        """The graph's last initializer (where insightface looks for the inswapper emap)."""
+        return self.initializers[-1] if self.initializers else None
+
+    def initializer(self, name: str) -> InitializerInfo | None:
+        """The first initializer called ``name``, or None."""
+        return next((init for init in self.initializers if init.name == name), None)
 
 
 def _varint(buf, pos: int) -> tuple[int, int]:
@@ -181,8 +196,7 @@ def _scan(buf, path: Path) -> ModelInfo:
     metadata: dict[str, str] = {}
     inputs: list[TensorInfo] = []
     outputs: list[TensorInfo] = []
-    last = None
-    named: dict[str, InitializerInfo] = {}
+    initializers: list[InitializerInfo] = []
     saw_graph = False
     for num, wire, a, b in _fields(buf, 0, len(buf)):
         if num == _M_METADATA and wire == 2:
@@ -203,25 +217,31 @@ def _scan(buf, path: Path) -> ModelInfo:
                 elif gnum == _G_OUTPUT:
                     outputs.append(_value_info(buf, ga, gb))
                 elif gnum == _G_INITIALIZER:
-                    last = _initializer(buf, ga, gb)
-                    if last.name == "emap":
-                        named[last.name] = last
+                    initializers.append(_initializer(buf, ga, gb))
     if not saw_graph or not outputs:
         raise ValueError("no graph")
-    return ModelInfo(path, metadata, tuple(inputs), tuple(outputs), last, named)
+    return ModelInfo(path, metadata, tuple(inputs), tuple(outputs), tuple(initializers))
+
+
+def check_onnx_path(path: str | os.PathLike) -> Path:
+    """``path`` as a Path if it is a non-empty regular file, else a one-line ArtifactError."""
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"{path}: no such file")
+    if not path.is_file():
+        raise ArtifactError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise ArtifactError(f"{path}: empty file, not an ONNX model")
+    return path
 
 
 def read_model_info(path: str | os.PathLike) -> ModelInfo:
-    """Metadata, inputs, outputs and last initializer of the ONNX file at ``path``.
+    """Metadata, inputs, outputs and initializer index of the ONNX file at ``path`` (no weights read).
 
-    Raises :class:`~ffkit.toolkit.errors.ArtifactError` (one line naming the file) for a
+    Raises :class:`~ffkit.recipes.errors.ArtifactError` (one line naming the file) for a
     missing, empty, truncated or non-ONNX file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise ArtifactError(f"{path}: empty file, not an ONNX model")
+    path = check_onnx_path(path)
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
             return _scan(mm, path)
@@ -245,11 +265,50 @@ def read_initializer(info: ModelInfo, init: InitializerInfo) -> np.ndarray:
         arr = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<"))
         if arr.size == int(np.prod(init.dims)):
             return arr.reshape(init.dims).astype(dtype, copy=True)
-    import onnx
     from onnx import numpy_helper
 
-    model = onnx.load(str(info.path))
+    model = load_onnx(info.path)
     for tensor in model.graph.initializer:
         if tensor.name == init.name:
             return numpy_helper.to_array(tensor)
     raise ArtifactError(f"{info.path}: initializer {init.name!r} not found")
+
+
+def load_onnx(path: str | os.PathLike, load_weights: bool = True):
+    """The whole ``onnx.ModelProto`` of the file at ``path`` (external data too, unless not
+    ``load_weights``); a missing, truncated or non-ONNX file is a one-line ArtifactError."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    path = check_onnx_path(path)
+    try:
+        model = onnx.load(str(path), load_external_data=load_weights)
+    except (DecodeError, RuntimeWarning, ValueError, OSError) as err:
+        raise ArtifactError(f"{path}: not an ONNX model or truncated ({type(err).__name__})") from None
+    except Exception as err:  # noqa: BLE001 - protobuf raises assorted types on garbage
+        raise ArtifactError(f"{path}: not an ONNX model or truncated ({type(err).__name__}: {err})") from None
+    if not model.graph.node or not model.graph.output:
+        raise ArtifactError(f"{path}: not an ONNX model or truncated (no graph)")
+    return model
+
+
+def save_onnx(model, path: str | os.PathLike) -> Path:
+    """Write the ``onnx.ModelProto`` ``model`` to ``path`` atomically (temp file beside it, then
+    rename); returns the path."""
+    import onnx
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
+    return path
+
+
+def dynamic_dims(model) -> dict[str, dict[int, str]]:
+    """``{input/output name: {axis: dim_param}}`` for the named dynamic axes of an
+    ``onnx.ModelProto``'s graph inputs and outputs."""
+    found = {}
+    for vi in [*model.graph.input, *model.graph.output]:
+        named = {i: d.dim_param for i, d in enumerate(vi.type.tensor_type.shape.dim) if d.dim_param}
+        if named:
+            found[vi.name] = named
+    return found

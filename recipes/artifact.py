@@ -1,4 +1,6 @@
-"""ONNX artifacts and what they record about themselves (``metadata_props``).
+"""The artifact format: what an ffkit ONNX file records about itself (``metadata_props``).
+
+Reading and writing the files themselves is :mod:`ffkit.recipes.onnx_file`'s job.
 
 Keys written by ffkit (all strings; JSON where structured):
 ``ffkit.recipe``, ``ffkit.variant`` (fp32 | fp16 | int8 ...), ``ffkit.version``,
@@ -10,43 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import onnx
-from google.protobuf.message import DecodeError
 
-from . import __version__
-from .atomic import atomic_path
 from .errors import ArtifactError
+from .version import __version__
 
 PREFIX = "ffkit."
-
-
-def load_onnx(path: str | os.PathLike, load_weights: bool = True) -> onnx.ModelProto:
-    """Read an ONNX file; a missing, truncated or non-ONNX file is a one-line ArtifactError."""
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise ArtifactError(f"{path}: empty file, not an ONNX model")
-    try:
-        model = onnx.load(str(path), load_external_data=load_weights)
-    except (DecodeError, RuntimeWarning, ValueError, OSError) as err:
-        raise ArtifactError(f"{path}: not an ONNX model or truncated ({type(err).__name__})") from None
-    except Exception as err:  # noqa: BLE001 - protobuf raises assorted types on garbage
-        raise ArtifactError(f"{path}: not an ONNX model or truncated ({type(err).__name__}: {err})") from None
-    if not model.graph.node or not model.graph.output:
-        raise ArtifactError(f"{path}: not an ONNX model or truncated (no graph)")
-    return model
-
-
-def save_onnx(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
-    """Write ``model`` atomically (temp file then rename); returns the path."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        onnx.save(model, str(tmp))
-    return path
 
 
 def metadata(model: onnx.ModelProto) -> dict[str, str]:
