@@ -7,7 +7,8 @@ import onnxruntime as ort
 
 from ffkit.recipes.spec import PixelFormat
 
-from .align import norm_matrix, warp_face
+from .geometry import warp_face
+from .templates import norm_matrix
 
 __all__ = ["Embedder", "normalize", "cosine_similarity"]
 

@@ -8,7 +8,8 @@ import onnxruntime as ort
 
 from ffkit.recipes.spec import Recipe
 
-from .align import GFPGAN_BORDER_VALUE, gfpgan_norm_matrix, paste_back, paste_region, warp_face
+from .geometry import paste_back, paste_region, warp_face
+from .templates import GFPGAN_BORDER_VALUE, gfpgan_norm_matrix
 
 __all__ = ["Enhancer"]
 

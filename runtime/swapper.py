@@ -19,8 +19,9 @@ import onnxruntime as ort
 from ffkit.recipes.inswapper.emap import latent_from_embedding
 from ffkit.recipes.spec import Recipe
 
-from .align import norm_matrix, paste_back, paste_region, warp_face
 from .embedder import normalize
+from .geometry import paste_back, paste_region, warp_face
+from .templates import norm_matrix
 
 __all__ = ["Swapper"]
 

@@ -1,4 +1,5 @@
-"""Known-answer tests for ffkit.runtime.retinaface_decode and ffkit.runtime.align.
+"""Known-answer tests for ffkit.runtime.retinaface_decode, ffkit.runtime.geometry and
+ffkit.runtime.templates.
 
 Pure numpy / OpenCV: these tests must not need torch.
 """
@@ -9,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ffkit.runtime import align
+from ffkit.runtime import geometry, templates
 from ffkit.runtime import retinaface_decode as rd
 
 
@@ -207,28 +208,28 @@ INSIGHTFACE_ARCFACE_DST = np.array(
 
 
 def test_arcface_templates():
-    np.testing.assert_array_equal(align.ARCFACE_112_TEMPLATE, INSIGHTFACE_ARCFACE_DST)
-    np.testing.assert_array_equal(align.arcface_template(112), INSIGHTFACE_ARCFACE_DST)
-    t128 = align.arcface_template(128)
+    np.testing.assert_array_equal(templates.ARCFACE_112_TEMPLATE, INSIGHTFACE_ARCFACE_DST)
+    np.testing.assert_array_equal(templates.arcface_template(112), INSIGHTFACE_ARCFACE_DST)
+    t128 = templates.arcface_template(128)
     np.testing.assert_allclose(t128[:, 0], INSIGHTFACE_ARCFACE_DST[:, 0] + 8, atol=1e-5)
     np.testing.assert_array_equal(t128[:, 1], INSIGHTFACE_ARCFACE_DST[:, 1])
-    np.testing.assert_allclose(align.arcface_template(256), INSIGHTFACE_ARCFACE_DST * 2 + [16, 0],
+    np.testing.assert_allclose(templates.arcface_template(256), INSIGHTFACE_ARCFACE_DST * 2 + [16, 0],
                                atol=1e-4)
-    np.testing.assert_allclose(align.arcface_template(224), INSIGHTFACE_ARCFACE_DST * 2, atol=1e-4)
+    np.testing.assert_allclose(templates.arcface_template(224), INSIGHTFACE_ARCFACE_DST * 2, atol=1e-4)
     with pytest.raises(ValueError):
-        align.arcface_template(100)
+        templates.arcface_template(100)
 
 
 def test_ffhq_and_simswap_templates():
     ffhq = np.array([[192.98138, 239.94708], [318.90277, 240.1936], [256.63416, 314.01935],
                      [201.26117, 371.41043], [313.08905, 371.15118]])
-    np.testing.assert_array_equal(align.FFHQ_512_TEMPLATE, ffhq)
-    np.testing.assert_array_equal(align.ffhq_template(512), ffhq)
-    np.testing.assert_allclose(align.ffhq_template(256), ffhq / 2)
-    s512 = align.simswap_templates(512, "ffhq")
+    np.testing.assert_array_equal(templates.FFHQ_512_TEMPLATE, ffhq)
+    np.testing.assert_array_equal(templates.ffhq_template(512), ffhq)
+    np.testing.assert_allclose(templates.ffhq_template(256), ffhq / 2)
+    s512 = templates.simswap_templates(512, "ffhq")
     assert s512.shape == (1, 5, 2)
     np.testing.assert_array_equal(s512[0], ffhq)
-    s224 = align.simswap_templates(224, "None")
+    s224 = templates.simswap_templates(224, "None")
     assert s224.shape == (5, 5, 2)
     # frontal legacy template (src3), doubled for 224
     np.testing.assert_allclose(s224[2], np.array(
@@ -252,8 +253,8 @@ def test_estimate_similarity_recovers_exact_transform(params):
     m_true = _similarity(*params)
     rng = np.random.default_rng(7)
     src = rng.uniform(-50, 150, (5, 2))
-    dst = align.transform_points(src, m_true)
-    m = align.estimate_similarity(src, dst)
+    dst = geometry.transform_points(src, m_true)
+    m = geometry.estimate_similarity(src, dst)
     assert m.shape == (2, 3) and m.dtype == np.float64
     np.testing.assert_allclose(m, m_true, atol=1e-9)
 
@@ -262,12 +263,12 @@ def test_estimate_similarity_least_squares_optimum():
     # With noise, perturbing the estimate must not lower the squared error.
     rng = np.random.default_rng(3)
     src = rng.uniform(0, 100, (5, 2))
-    dst = align.transform_points(src, _similarity(1.5, 30, 5, 5)) + rng.normal(0, 2, (5, 2))
-    m = align.estimate_similarity(src, dst)
+    dst = geometry.transform_points(src, _similarity(1.5, 30, 5, 5)) + rng.normal(0, 2, (5, 2))
+    m = geometry.estimate_similarity(src, dst)
 
     def err(a, b, tx, ty):
         mm = np.array([[a, -b, tx], [b, a, ty]])
-        return np.sum((align.transform_points(src, mm) - dst) ** 2)
+        return np.sum((geometry.transform_points(src, mm) - dst) ** 2)
 
     p0 = np.array([m[0, 0], m[1, 0], m[0, 2], m[1, 2]])
     e0 = err(*p0)
@@ -279,31 +280,31 @@ def test_estimate_similarity_least_squares_optimum():
 
 
 def test_arcface_norm_matrix_maps_landmarks_to_template():
-    tmpl = align.arcface_template(128)
+    tmpl = templates.arcface_template(128)
     m_true = _similarity(2.0, 12.0, 100.0, 80.0)  # crop -> frame
-    lmk = align.transform_points(tmpl, m_true)
-    m = align.arcface_norm_matrix(lmk, 128)
-    np.testing.assert_allclose(align.transform_points(lmk, m), tmpl, atol=1e-4)
+    lmk = geometry.transform_points(tmpl, m_true)
+    m = templates.arcface_norm_matrix(lmk, 128)
+    np.testing.assert_allclose(geometry.transform_points(lmk, m), tmpl, atol=1e-4)
 
 
 def test_simswap_norm_matrix_picks_matching_pose():
     crop_to_frame = _similarity(1.7, -8.0, 200.0, 50.0)
     for idx in range(5):
-        tmpl = align.simswap_templates(224, "None")[idx]
-        lmk = align.transform_points(tmpl, crop_to_frame)
-        m, chosen = align.simswap_norm_matrix(lmk, 224)
+        tmpl = templates.simswap_templates(224, "None")[idx]
+        lmk = geometry.transform_points(tmpl, crop_to_frame)
+        m, chosen = templates.simswap_norm_matrix(lmk, 224)
         assert chosen == idx
-        np.testing.assert_allclose(align.transform_points(lmk, m), tmpl, atol=1e-3)
-    lmk = align.transform_points(align.FFHQ_512_TEMPLATE, crop_to_frame)
-    m, chosen = align.simswap_norm_matrix(lmk, 512)  # ffhq mode
+        np.testing.assert_allclose(geometry.transform_points(lmk, m), tmpl, atol=1e-3)
+    lmk = geometry.transform_points(templates.FFHQ_512_TEMPLATE, crop_to_frame)
+    m, chosen = templates.simswap_norm_matrix(lmk, 512)  # ffhq mode
     assert chosen == 0
-    np.testing.assert_allclose(align.transform_points(lmk, m), align.FFHQ_512_TEMPLATE, atol=1e-3)
+    np.testing.assert_allclose(geometry.transform_points(lmk, m), templates.FFHQ_512_TEMPLATE, atol=1e-3)
 
 
 def test_gfpgan_lmeds_matrix_on_clean_landmarks():
-    lmk = align.transform_points(align.FFHQ_512_TEMPLATE, _similarity(0.4, 5.0, 30.0, 40.0))
-    m = align.gfpgan_norm_matrix(lmk, 512)
-    np.testing.assert_allclose(m, align.estimate_similarity(lmk, align.FFHQ_512_TEMPLATE),
+    lmk = geometry.transform_points(templates.FFHQ_512_TEMPLATE, _similarity(0.4, 5.0, 30.0, 40.0))
+    m = templates.gfpgan_norm_matrix(lmk, 512)
+    np.testing.assert_allclose(m, geometry.estimate_similarity(lmk, templates.FFHQ_512_TEMPLATE),
                                atol=1e-3)
 
 
@@ -320,7 +321,7 @@ def _smooth_frame(h, w, seed=0):
 
 
 def _face_landmarks(scale, angle, cx, cy, size=128):
-    tmpl = align.arcface_template(size)
+    tmpl = templates.arcface_template(size)
     c = np.array([size / 2, size / 2])
     a = math.radians(angle)
     r = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
@@ -355,15 +356,15 @@ def _touched_region(frame_shape, m, crop, dilate=2):
 
 def test_warp_face_matches_cv2_and_border():
     frame = _smooth_frame(200, 300)
-    m = align.arcface_norm_matrix(_face_landmarks(1.0, 10, 150, 100), 128)
-    crop = align.warp_face(frame, m, 128)
+    m = templates.arcface_norm_matrix(_face_landmarks(1.0, 10, 150, 100), 128)
+    crop = geometry.warp_face(frame, m, 128)
     np.testing.assert_array_equal(crop, cv2.warpAffine(frame, m, (128, 128), borderValue=0.0))
     # fully outside the frame -> border colour
     m_out = m.copy()
     m_out[:, 2] += 10000
-    gray = align.warp_face(frame, m_out, 64, border_value=align.GFPGAN_BORDER_VALUE)
+    gray = geometry.warp_face(frame, m_out, 64, border_value=templates.GFPGAN_BORDER_VALUE)
     assert gray.shape == (64, 64, 3)
-    assert (gray == np.array(align.GFPGAN_BORDER_VALUE, np.uint8)).all()
+    assert (gray == np.array(templates.GFPGAN_BORDER_VALUE, np.uint8)).all()
 
 
 @pytest.mark.parametrize("case", [
@@ -374,9 +375,9 @@ def test_warp_face_matches_cv2_and_border():
 def test_paste_back_identity_swap(case):
     frame = _smooth_frame(360, 480, seed=1)
     before = frame.copy()
-    m = align.arcface_norm_matrix(_face_landmarks(**case), 128)
-    crop = align.warp_face(frame, m, 128)
-    out = align.paste_back(frame, crop, m)
+    m = templates.arcface_norm_matrix(_face_landmarks(**case), 128)
+    crop = geometry.warp_face(frame, m, 128)
+    out = geometry.paste_back(frame, crop, m)
 
     assert out.dtype == np.uint8 and out.shape == frame.shape
     np.testing.assert_array_equal(frame, before)  # input untouched
@@ -409,23 +410,23 @@ def test_paste_back_identity_swap(case):
 
 def test_paste_back_options_and_degenerate():
     frame = _smooth_frame(200, 260, seed=2)
-    m = align.arcface_norm_matrix(_face_landmarks(1.0, 0.0, 130, 100), 128)
+    m = templates.arcface_norm_matrix(_face_landmarks(1.0, 0.0, 130, 100), 128)
     face = np.full((128, 128, 3), 255, np.uint8)
     # zero face mask -> nothing changes
-    out = align.paste_back(frame, face, m, face_mask=np.zeros((128, 128), np.float32))
+    out = geometry.paste_back(frame, face, m, face_mask=np.zeros((128, 128), np.float32))
     np.testing.assert_array_equal(out, frame)
     # no erosion, no blur: centre pixel replaced exactly, rounding variant too
     for rnd in (False, True):
-        out = align.paste_back(frame, face, m, erode_size=0, blur_radius=0, round_output=rnd)
+        out = geometry.paste_back(frame, face, m, erode_size=0, blur_radius=0, round_output=rnd)
         assert (out[100, 130] == 255).all()
     # face entirely outside the frame -> unchanged copy
     m_out = m.copy()
     m_out[:, 2] -= 5000
-    out = align.paste_back(frame, face, m_out)
+    out = geometry.paste_back(frame, face, m_out)
     np.testing.assert_array_equal(out, frame)
     assert out is not frame
     with pytest.raises(TypeError):
-        align.paste_back(frame.astype(np.float32), face, m)
+        geometry.paste_back(frame.astype(np.float32), face, m)
 
 
 # ---------------------------------------------------------------------------
@@ -433,30 +434,31 @@ def test_paste_back_options_and_degenerate():
 # ---------------------------------------------------------------------------
 
 def test_template_for_size():
-    assert [align.template_for_size(s) for s in (112, 128, 224, 512, 256, 336)] == [
+    assert [templates.template_for_size(s) for s in (112, 128, 224, 512, 256, 336)] == [
         "arcface_112", "arcface_128", "simswap_224", "ffhq_512", "arcface_128", "arcface_112"]
     with pytest.raises(ValueError):
-        align.template_for_size(100)
+        templates.template_for_size(100)
 
 
 def test_norm_matrix_dispatches_to_the_originals():
     lm = _face_landmarks(1.3, 8.0, 200, 150)
-    np.testing.assert_array_equal(align.norm_matrix("arcface_112", lm, 112), align.arcface_norm_matrix(lm, 112))
-    np.testing.assert_array_equal(align.norm_matrix("arcface_128", lm, 128), align.arcface_norm_matrix(lm, 128))
-    np.testing.assert_array_equal(align.norm_matrix("arcface_128", lm, 256), align.arcface_norm_matrix(lm, 256))
-    np.testing.assert_array_equal(align.norm_matrix("arcface_112", lm, 224), align.arcface_norm_matrix(lm, 224))
-    np.testing.assert_array_equal(align.norm_matrix("simswap_224", lm, 224), align.simswap_norm_matrix(lm, 224)[0])
-    np.testing.assert_array_equal(align.norm_matrix("ffhq_512", lm, 512),
-                                  align.simswap_norm_matrix(lm, 512, "ffhq")[0])
-    np.testing.assert_array_equal(align.norm_matrix("ffhq_512", lm, 512, lmeds=True),
-                                  align.gfpgan_norm_matrix(lm, 512))
+    np.testing.assert_array_equal(templates.norm_matrix("arcface_112", lm, 112), templates.arcface_norm_matrix(lm, 112))
+    np.testing.assert_array_equal(templates.norm_matrix("arcface_128", lm, 128), templates.arcface_norm_matrix(lm, 128))
+    np.testing.assert_array_equal(templates.norm_matrix("arcface_128", lm, 256), templates.arcface_norm_matrix(lm, 256))
+    np.testing.assert_array_equal(templates.norm_matrix("arcface_112", lm, 224), templates.arcface_norm_matrix(lm, 224))
+    np.testing.assert_array_equal(templates.norm_matrix("simswap_224", lm, 224),
+                                  templates.simswap_norm_matrix(lm, 224)[0])
+    np.testing.assert_array_equal(templates.norm_matrix("ffhq_512", lm, 512),
+                                  templates.simswap_norm_matrix(lm, 512, "ffhq")[0])
+    np.testing.assert_array_equal(templates.norm_matrix("ffhq_512", lm, 512, lmeds=True),
+                                  templates.gfpgan_norm_matrix(lm, 512))
     # arcface_128 at a size that is also a multiple of 112 keeps the 128 family (+8 px shift, scaled)
-    m = align.norm_matrix("arcface_128", lm, 896)
-    np.testing.assert_allclose(align.transform_points(lm, m), align.arcface_template(128) * 7, atol=1e-3)
+    m = templates.norm_matrix("arcface_128", lm, 896)
+    np.testing.assert_allclose(geometry.transform_points(lm, m), templates.arcface_template(128) * 7, atol=1e-3)
     with pytest.raises(ValueError):
-        align.norm_matrix("arcface_112", lm, 128)
+        templates.norm_matrix("arcface_112", lm, 128)
     with pytest.raises(ValueError):
-        align.norm_matrix("nope", lm, 128)
+        templates.norm_matrix("nope", lm, 128)
 
 
 @pytest.mark.parametrize("case", [
@@ -466,10 +468,10 @@ def test_norm_matrix_dispatches_to_the_originals():
 ])
 def test_paste_region_bounds_every_change_and_in_place_paste(case):
     frame = _smooth_frame(360, 480, seed=3)
-    m = align.arcface_norm_matrix(_face_landmarks(**case), 128)
+    m = templates.arcface_norm_matrix(_face_landmarks(**case), 128)
     face = np.random.default_rng(4).integers(0, 256, (128, 128, 3), dtype=np.uint8)
-    out = align.paste_back(frame, face, m)
-    x0, y0, x1, y1 = align.paste_region(frame.shape, m, 128)
+    out = geometry.paste_back(frame, face, m)
+    x0, y0, x1, y1 = geometry.paste_region(frame.shape, m, 128)
     assert 0 <= x0 < x1 <= 480 and 0 <= y0 < y1 <= 360
     inside = np.zeros(frame.shape[:2], bool)
     inside[y0:y1, x0:x1] = True
@@ -480,11 +482,11 @@ def test_paste_region_bounds_every_change_and_in_place_paste(case):
     assert xs.min() - x0 < 40 and ys.min() - y0 < 40
     # in place: same pixels, same array
     target = frame.copy()
-    res = align.paste_back(target, face, m, out=target)
+    res = geometry.paste_back(target, face, m, out=target)
     assert res is target
     np.testing.assert_array_equal(target, out)
     with pytest.raises(ValueError):
-        align.paste_back(frame, face, m, out=np.zeros((10, 10, 3), np.uint8))
+        geometry.paste_back(frame, face, m, out=np.zeros((10, 10, 3), np.uint8))
     m_out = m.copy()
     m_out[:, 2] -= 5000
-    assert align.paste_region(frame.shape, m_out, 128) is None
+    assert geometry.paste_region(frame.shape, m_out, 128) is None

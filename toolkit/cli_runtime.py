@@ -80,21 +80,22 @@ def detect_cmd(
     threshold (top_k 5000, keep_top_k 750). JSON: {"images": [{"path", "width", "height",
     "faces": [{"box": [x1, y1, x2, y2], "score", "landmarks": [[x, y] x 5]}]}]}, faces by score.
     """
-    from ffkit.runtime import align
     from ffkit.runtime.detector import DetectParams, Detector, draw_detections
+    from ffkit.runtime.geometry import warp_face
     from ffkit.runtime.media import is_image_path, read_image, write_image
     from ffkit.runtime.models import require_role
     from ffkit.runtime.sessions import SessionPool, resolve_providers
+    from ffkit.runtime.templates import TEMPLATES, arcface_template, norm_matrix, template_for_size
 
     if template is None:
         try:
-            template = align.template_for_size(crop_size)
+            template = template_for_size(crop_size)
         except ValueError as e:
             raise FfkitError(f"--crop-size {crop_size}: {e}") from None
-    elif template not in align.TEMPLATES:
-        raise FfkitError(f"--template {template}: unknown (known: {', '.join(align.TEMPLATES)})")
+    elif template not in TEMPLATES:
+        raise FfkitError(f"--template {template}: unknown (known: {', '.join(TEMPLATES)})")
     try:  # the template/size pair must make sense before any work is done
-        align.norm_matrix(template, align.arcface_template(112).astype("float64") * 2 + 10, crop_size)
+        norm_matrix(template, arcface_template(112).astype("float64") * 2 + 10, crop_size)
     except ValueError as e:
         raise FfkitError(f"--template {template} --crop-size {crop_size}: {e}") from None
     if crops is not None and (crops.exists() and not crops.is_dir()):
@@ -137,8 +138,8 @@ def detect_cmd(
             image = read_image(path)
             if crops is not None:
                 for k in range(len(dets)):
-                    m = align.norm_matrix(template, dets.landmarks[k], crop_size, lmeds=False)
-                    write_image(crops / f"{path.stem}.face{k}.png", align.warp_face(image, m, crop_size))
+                    m = norm_matrix(template, dets.landmarks[k], crop_size, lmeds=False)
+                    write_image(crops / f"{path.stem}.face{k}.png", warp_face(image, m, crop_size))
             if draw is not None:
                 target = draw if len(images) == 1 else draw / f"{path.stem}.png"
                 write_image(target, draw_detections(image, dets))
@@ -193,8 +194,9 @@ def swap_cmd(
     from ffkit.runtime.detector import DetectParams
     from ffkit.runtime.media import is_video_path, probe_video, read_image
     from ffkit.runtime.models import pick_models
-    from ffkit.runtime.pipeline import Pipeline, SwapOptions, check_output_path, swap_image, swap_video
+    from ffkit.runtime.frame_pipeline import Pipeline, SwapOptions
     from ffkit.runtime.sessions import SessionPool, default_threads, resolve_providers
+    from ffkit.runtime.swap_files import check_output_path, swap_image, swap_video
 
     # Cheap checks first: nothing is loaded or written before the inputs are known good.
     check_output_path(target, output)
@@ -237,7 +239,7 @@ def swap_cmd(
 def _run_video(pipeline, src, target, output, ref, workers):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from ffkit.runtime.pipeline import swap_video
+    from ffkit.runtime.swap_files import swap_video
 
     start = time.perf_counter()
     with Progress(TextColumn("swapping {task.description}"), BarColumn(), MofNCompleteColumn(),

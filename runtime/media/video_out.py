@@ -1,244 +1,28 @@
-"""Image and video I/O for the ffkit runtime (OpenCV for images, PyAV for video).
+"""Video output for the ffkit runtime: encode BGR frames with PyAV, carrying audio over.
 
-All pixel arrays are numpy ``uint8`` in OpenCV's **BGR** channel order, shaped
-``(height, width, 3)``. Videos are streamed frame by frame; nothing holds a whole
-video in memory. Outputs are written to a temp file in the target folder and
-renamed into place only on success.
+Its one job is :class:`VideoWriter`: frames in, a constant-frame-rate yuv420p video
+out, with the first audio track of another file packet-copied (or re-encoded when
+the container can't hold it), the video codec falling back when the requested one
+is unavailable. The file is written to a temp path in the target folder and renamed
+into place only on success.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import uuid
-from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterator, Optional
+from typing import Optional
 
 import av
 import cv2
 import numpy as np
 
-from ffkit.recipes.errors import FfkitError
+from .common import MediaError, check_input_file, is_video_path, path_suffix, temp_path
+from .video_in import VideoInfo
 
-__all__ = [
-    "MediaError", "VideoInfo", "VideoWriter", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES",
-    "read_image", "write_image", "is_image_path", "is_video_path",
-    "probe_video", "iter_frames",
-]
+__all__ = ["VideoWriter"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
-
-
-class MediaError(FfkitError, ValueError):
-    """A media file is missing, unreadable, malformed, or cannot be written.
-    The message is one line naming the file and the problem (the CLI prints it as
-    ``error: ...``; it is also a ValueError for callers that catch that)."""
-
-
-def _suffix(path) -> str:
-    return os.path.splitext(os.fspath(path))[1].lower()
-
-
-def is_image_path(path) -> bool:
-    """True if ``path`` has an image suffix (png, jpg, jpeg, webp, bmp; any case)."""
-    return _suffix(path) in IMAGE_SUFFIXES
-
-
-def is_video_path(path) -> bool:
-    """True if ``path`` has a video suffix (mp4, mov, mkv, avi, webm, m4v; any case)."""
-    return _suffix(path) in VIDEO_SUFFIXES
-
-
-def _check_input_file(path: str, kind: str) -> None:
-    if not os.path.exists(path):
-        raise MediaError(f"{kind} file not found: {path}")
-    if not os.path.isfile(path):
-        raise MediaError(f"{kind} path is not a regular file: {path}")
-    if os.path.getsize(path) == 0:
-        raise MediaError(f"{kind} file is empty: {path}")
-
-
-def _temp_path(out_path: str) -> str:
-    folder, name = os.path.split(os.path.abspath(out_path))
-    os.makedirs(folder, exist_ok=True)
-    stem, suffix = os.path.splitext(name)
-    # keep the real suffix last so the container/encoder format is still inferred from it
-    return os.path.join(folder, f".{stem}.partial-{uuid.uuid4().hex[:8]}{suffix}")
-
-
-# --------------------------------------------------------------------------- images
-
-def read_image(path) -> np.ndarray:
-    """Read an image file into an ``(H, W, 3)`` uint8 **BGR** array.
-
-    Alpha is dropped, grayscale is expanded to 3 channels, 16-bit is scaled to
-    8-bit and EXIF orientation is applied (cv2.IMREAD_COLOR). Unicode paths work
-    (bytes are read with numpy and decoded with cv2.imdecode). Raises
-    :class:`MediaError` if the file is missing, empty, or not a decodable image.
-    """
-    path = os.fspath(path)
-    _check_input_file(path, "image")
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise MediaError(f"cannot read image file {path}: {exc.strerror or exc}") from exc
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if img is None:
-        raise MediaError(f"not a decodable image (unknown format or corrupt/truncated): {path}")
-    if img.size == 0:
-        raise MediaError(f"image has no pixels: {path}")
-    return img
-
-
-def write_image(path, image: np.ndarray, quality: int = 95) -> None:
-    """Write an ``(H, W, 3)`` uint8 **BGR** (or ``(H, W)`` gray, ``(H, W, 4)`` BGRA)
-    image atomically; the format comes from the suffix (png, jpg/jpeg, webp, bmp).
-
-    ``quality`` (0-100) applies to jpg/webp; png is lossless. The image is encoded
-    to a temp file in the same folder, then moved over ``path`` with os.replace.
-    Raises :class:`MediaError` on a bad suffix, bad array, or encode failure.
-    """
-    path = os.fspath(path)
-    ext = _suffix(path)
-    if ext not in IMAGE_SUFFIXES:
-        raise MediaError(f"unsupported image suffix {ext or '(none)'!r} for {path}")
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (
-            image.ndim == 3 and image.shape[2] not in (1, 3, 4)) or image.size == 0:
-        raise MediaError(f"cannot write {path}: expected HxW[x1|3|4] uint8 array, "
-                         f"got shape {image.shape} dtype {image.dtype}")
-    params = []
-    if ext in (".jpg", ".jpeg"):
-        params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
-    elif ext == ".webp":
-        params = [cv2.IMWRITE_WEBP_QUALITY, int(quality)]
-    ok, buf = cv2.imencode(ext, image, params)
-    if not ok:
-        raise MediaError(f"failed to encode image for {path}")
-    tmp = _temp_path(path)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-# --------------------------------------------------------------------------- video probe / decode
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """Properties of a video file's first video stream (and first audio stream).
-
-    ``fps`` is an exact Fraction (e.g. 30000/1001), ``duration`` is in seconds,
-    ``codec`` is the video codec name; ``audio_codec``/``audio_sample_rate`` are
-    None when ``has_audio`` is False.
-    """
-    width: int
-    height: int
-    fps: Fraction
-    frame_count: int
-    has_audio: bool
-    codec: str
-    duration: float
-    audio_codec: Optional[str] = None
-    audio_sample_rate: Optional[int] = None
-
-
-def _open_video(path: str) -> "av.container.InputContainer":
-    _check_input_file(path, "video")
-    try:
-        container = av.open(path, "r")
-    except av.FFmpegError as exc:
-        raise MediaError(f"not a readable video file: {path} ({exc.strerror or type(exc).__name__})") from exc
-    fmt = container.format.name
-    if not container.streams.video or fmt == "image2" or fmt.endswith("_pipe"):
-        what = "is a still image, not a video" if container.streams.video else "has no video stream"
-        container.close()
-        raise MediaError(f"file {what}: {path}")
-    return container
-
-
-def _stream_fps(stream) -> Fraction:
-    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
-        if rate:
-            return Fraction(rate)
-    if stream.time_base:
-        return 1 / Fraction(stream.time_base)
-    return Fraction(25)
-
-
-def probe_video(path) -> VideoInfo:
-    """Probe ``path`` without decoding pixels and return a :class:`VideoInfo`.
-
-    The frame count comes from the container index, or, when the container does
-    not store it (mkv/webm), from counting the video packets (fast, no decode).
-    Raises :class:`MediaError` for a missing, empty, unreadable or non-video file.
-    """
-    path = os.fspath(path)
-    container = _open_video(path)
-    try:
-        vs = container.streams.video[0]
-        cc = vs.codec_context
-        fps = _stream_fps(vs)
-        audio = container.streams.audio[0] if container.streams.audio else None
-        frames = int(vs.frames or 0)
-        if frames <= 0:
-            try:
-                frames = sum(1 for p in container.demux(vs) if p.size)
-            except av.FFmpegError as exc:
-                raise MediaError(f"video file is corrupt: {path} ({exc.strerror})") from exc
-        if vs.duration is not None and vs.time_base:
-            duration = float(vs.duration * vs.time_base)
-        elif container.duration is not None:
-            duration = container.duration / av.time_base
-        else:
-            duration = float(frames / fps)
-        return VideoInfo(
-            width=int(cc.width), height=int(cc.height), fps=fps, frame_count=frames,
-            has_audio=audio is not None, codec=cc.codec.canonical_name, duration=duration,
-            audio_codec=audio.codec_context.codec.canonical_name if audio is not None else None,
-            audio_sample_rate=int(audio.codec_context.sample_rate) if audio is not None else None,
-        )
-    finally:
-        container.close()
-
-
-def iter_frames(path) -> Iterator[np.ndarray]:
-    """Decode ``path`` frame by frame, yielding ``(H, W, 3)`` uint8 **BGR** arrays.
-
-    The file is validated eagerly (MediaError raised by this call, not at the
-    first ``next``); frames are decoded lazily with PyAV (threaded) and the file
-    is closed when the iterator is exhausted or closed. A decode error midway
-    raises MediaError naming the frame index.
-    """
-    path = os.fspath(path)
-    _open_video(path).close()
-    return _frame_gen(path)
-
-
-def _frame_gen(path: str) -> Iterator[np.ndarray]:
-    container = _open_video(path)
-    try:
-        vs = container.streams.video[0]
-        vs.thread_type = "AUTO"
-        index = 0
-        try:
-            for frame in container.decode(vs):
-                yield frame.to_ndarray(format="bgr24")
-                index += 1
-        except av.FFmpegError as exc:
-            raise MediaError(f"decode error at frame {index} of {path}: {exc.strerror or exc}") from exc
-    finally:
-        container.close()
-
-
-# --------------------------------------------------------------------------- video writer
 
 _FALLBACK_VIDEO_CODECS = ("mpeg4", "libvpx-vp9", "libvpx")
 
@@ -378,13 +162,13 @@ class VideoWriter:
                  codec: str = "libx264", crf: int = 18, preset: str = "veryfast"):
         self.out_path = os.fspath(out_path)
         if not is_video_path(self.out_path):
-            raise MediaError(f"unsupported video suffix {_suffix(self.out_path) or '(none)'!r} for {self.out_path}")
+            raise MediaError(f"unsupported video suffix {path_suffix(self.out_path) or '(none)'!r} for {self.out_path}")
         self.info = info
         self.fps = _as_rate(info.fps)
         self.frames_written = 0
         self._audio: Optional[_AudioPump] = None
         self._closed = False
-        self._tmp = _temp_path(self.out_path)
+        self._tmp = temp_path(self.out_path)
         try:
             self._out = av.open(self._tmp, "w")
         except av.FFmpegError as exc:
@@ -419,7 +203,7 @@ class VideoWriter:
         self._vstream = vs
         if audio_from is not None:
             src = os.fspath(audio_from)
-            _check_input_file(src, "audio source")
+            check_input_file(src, "audio source")
             try:
                 container = av.open(src, "r")
             except av.FFmpegError as exc:

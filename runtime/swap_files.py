@@ -1,0 +1,174 @@
+"""Face swapping of whole files: an image, or a video through ordered worker threads.
+
+Its one job is file orchestration around a :class:`~ffkit.runtime.frame_pipeline.Pipeline`
+(which does the per-frame work): :func:`check_output_path` (fail early on a bad output
+path), :func:`swap_image`, :func:`swap_video` (streamed, ordered worker pool, audio copied,
+frame count, fps and size kept; frames without a selected face pass through unchanged),
+:func:`swap_file` (either, by suffix), each returning a :class:`SwapSummary`. Frames are
+``H x W x 3`` uint8 **BGR**. Outputs are written atomically: on any error no partial
+output is left.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal, Optional
+
+import numpy as np
+
+from ffkit.recipes.errors import FfkitError
+
+from .frame_pipeline import FaceRecord, FrameResult, Pipeline, SourceFace
+from .media import (VideoWriter, is_image_path, is_video_path, iter_frames, probe_video,
+                    read_image, write_image)
+
+__all__ = ["SwapSummary", "swap_image", "swap_video", "swap_file", "check_output_path"]
+
+
+@dataclass
+class SwapSummary:
+    """What a file swap did. ``faces`` (per face) is filled for images only."""
+
+    kind: Literal["image", "video"]
+    target: str
+    output: str
+    width: int
+    height: int
+    frames: int = 0
+    frames_with_faces: int = 0
+    frames_without_faces: int = 0
+    faces_swapped: int = 0
+    seconds: float = 0.0
+    fps: Optional[str] = None
+    has_audio: bool = False
+    faces: list[FaceRecord] = field(default_factory=list)
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in ("kind", "target", "output", "width", "height", "frames",
+                                           "frames_with_faces", "frames_without_faces", "faces_swapped",
+                                           "fps", "has_audio")}
+        d["seconds"] = round(self.seconds, 3)
+        if self.kind == "image":
+            d["faces"] = [f.as_dict() for f in self.faces]
+        return d
+
+
+def check_output_path(target: str | os.PathLike, output: str | os.PathLike) -> None:
+    """Fail early (one line) if ``output`` cannot take what ``target`` is: an image target
+    needs an image suffix, a video target a video suffix; the folder must exist; output must
+    not be the target itself."""
+    target, output = Path(target), Path(output)
+    if is_image_path(target):
+        if not is_image_path(output):
+            raise FfkitError(f"{output}: the target is an image, so the output needs an image suffix "
+                             "(.png, .jpg, .jpeg, .webp, .bmp)")
+    elif is_video_path(target):
+        if not is_video_path(output):
+            raise FfkitError(f"{output}: the target is a video, so the output needs a video suffix "
+                             "(.mp4, .mov, .mkv, .avi, .webm, .m4v)")
+    else:
+        raise FfkitError(f"{target}: unsupported target type (images: .png .jpg .jpeg .webp .bmp; "
+                         "videos: .mp4 .mov .mkv .avi .webm .m4v)")
+    parent = output.resolve().parent
+    if not parent.is_dir():
+        raise FfkitError(f"{output}: cannot write output, folder {parent} does not exist")
+    if output.is_dir():
+        raise FfkitError(f"{output}: cannot write output, it is a folder")
+    if target.exists() and output.exists() and os.path.samefile(target, output):
+        raise FfkitError(f"{output}: refusing to overwrite the target; choose another output path")
+
+
+def swap_image(pipeline: Pipeline, source: SourceFace, target: str | os.PathLike, output: str | os.PathLike,
+               reference: Optional[np.ndarray] = None) -> SwapSummary:
+    """Swap the faces of the image ``target`` and write ``output`` (same size; atomic).
+
+    Raises:
+        MediaError / FfkitError: unreadable target, unwritable output (one line, no output).
+    """
+    start = time.perf_counter()
+    image = read_image(target)
+    result = pipeline.process_frame(image, source, reference)
+    write_image(output, result.image)
+    has = result.swapped > 0
+    return SwapSummary("image", str(target), str(output), image.shape[1], image.shape[0], frames=1,
+                       frames_with_faces=int(has), frames_without_faces=int(not has),
+                       faces_swapped=result.swapped, seconds=time.perf_counter() - start, faces=result.faces)
+
+
+def swap_video(pipeline: Pipeline, source: SourceFace, target: str | os.PathLike, output: str | os.PathLike,
+               reference: Optional[np.ndarray] = None, *, workers: int = 2,
+               progress: Optional[Callable[[int, int], None]] = None,
+               on_frame: Optional[Callable[[int, FrameResult], None]] = None) -> SwapSummary:
+    """Swap the faces of every frame of the video ``target`` into ``output``.
+
+    Frames are decoded one by one and processed by ``workers`` threads sharing the pipeline's
+    sessions, at most ``2 * workers`` frames in flight, written in order. The output keeps
+    the frame count, frame rate and size, and copies the first audio track. Frames without a
+    selected face are written unchanged.
+
+    Args:
+        progress: called as ``progress(frames_done, frame_count)`` after each written frame.
+        on_frame: called as ``on_frame(index, result)`` for each frame, in order (tests).
+
+    Raises:
+        MediaError / FfkitError: unreadable target, unwritable output; the partial output is
+        deleted.
+    """
+    start = time.perf_counter()
+    info = probe_video(target)
+    summary = SwapSummary("video", str(target), str(output), info.width, info.height,
+                          fps=str(info.fps), has_audio=info.has_audio)
+    workers = max(1, int(workers))
+    frames = iter_frames(target)
+    pending: deque = deque()
+
+    def finish_one(writer: VideoWriter) -> None:
+        result = pending.popleft().result()
+        writer.write(result.image)
+        if on_frame is not None:
+            on_frame(summary.frames, result)
+        summary.frames += 1
+        if result.swapped:
+            summary.frames_with_faces += 1
+            summary.faces_swapped += result.swapped
+        else:
+            summary.frames_without_faces += 1
+        if progress is not None:
+            progress(summary.frames, info.frame_count)
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ffkit-frame")
+    try:
+        with VideoWriter(output, info, audio_from=target) as writer:
+            for frame in frames:
+                pending.append(pool.submit(pipeline.process_frame, frame, source, reference))
+                while len(pending) >= 2 * workers:
+                    finish_one(writer)
+            while pending:
+                finish_one(writer)
+            summary.has_audio = writer.has_audio
+    finally:
+        for fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        frames.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def swap_file(pipeline: Pipeline, source: SourceFace, target: str | os.PathLike, output: str | os.PathLike,
+              reference: Optional[np.ndarray] = None, *, workers: int = 2,
+              progress: Optional[Callable[[int, int], None]] = None) -> SwapSummary:
+    """:func:`swap_image` or :func:`swap_video`, by ``target``'s suffix."""
+    check_output_path(target, output)
+    if is_video_path(target):
+        return swap_video(pipeline, source, target, output, reference, workers=workers, progress=progress)
+    return swap_image(pipeline, source, target, output, reference)
