@@ -173,7 +173,7 @@ def test_accuracy_is_rejudged_against_the_current_budget():
     history = [{"stage": "export", "figures": {}},
                {"stage": "int8", "figures": {"budget_met": True, "accuracy": {"embedding": {
                    "cosine": threshold - 0.001, "criterion": f"cosine >= {threshold - 0.01} (int8 budget)", "passed": True}}}}]
-    acc = bench._accuracy(history, "arcface_iresnet18")
+    acc = bench.discovery._accuracy(history, "arcface_iresnet18")
     assert acc["budget_met_when_built"] is True and acc["budget_met"] is False
     assert acc["outputs"]["embedding"]["value"] == pytest.approx(threshold - 0.001)
-    assert bench._accuracy(history[:1], "arcface_iresnet18") is None
+    assert bench.discovery._accuracy(history[:1], "arcface_iresnet18") is None

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from typer.testing import CliRunner
 
-from ffkit.toolkit.bench_pipeline import STAGES, instrument, pipeline_table
+from ffkit.toolkit.bench.pipeline import STAGES, instrument, pipeline_table
 from ffkit.toolkit.cli import app
 
 

@@ -156,7 +156,7 @@ def bench_cmd(
     from . import bench
 
     if pipeline:
-        from .bench_pipeline import pipeline_bench_cli
+        from .bench.pipeline import pipeline_bench_cli
 
         pipeline_bench_cli(models=models, target=target, source=source, frames=frames, threads=threads,
                            providers=providers, json_out=json_out, enhance=enhance, swapper=swapper, variant=variant,

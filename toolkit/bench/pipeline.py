@@ -1,6 +1,6 @@
 """``ffkit bench --pipeline``: frames/s of the ``ffkit swap`` chain, with the time split per stage.
 
-The chain is the runtime's own (:mod:`ffkit.runtime.pipeline`): models chosen by
+The chain is the runtime's own (:mod:`ffkit.runtime`): models chosen by
 ``pick_models`` from ``--models``, sessions from a ``SessionPool``, frames decoded with
 ``iter_frames`` and encoded with ``VideoWriter``. One **sequential** pass (one frame at a time,
 every session with all the threads) is instrumented, so each stage's share is its own:
@@ -80,7 +80,7 @@ def _source_image(source: Optional[Path]):
 
     if source is not None:
         return read_image(source), str(source)
-    from .demo import asset_photo
+    from ..demo import asset_photo
 
     path = asset_photo()
     return read_image(path)[:, ::-1].copy(), f"{path} (mirrored)"
@@ -97,14 +97,12 @@ def pipeline_bench(models: Path, target: Path, *, source: Optional[Path] = None,
     "threaded"?: {"workers", "frames_per_s", "seconds"}}``.
     """
     try:
-        from ffkit.runtime.detector import DetectParams
+        from ffkit.runtime import (DetectParams, Pipeline, SessionPool, SwapOptions, pick_models, resolve_providers,
+                                   swap_video)
         from ffkit.runtime.media import VideoWriter, is_video_path, iter_frames, probe_video
-        from ffkit.runtime.models import pick_models
-        from ffkit.runtime.pipeline import Pipeline, SwapOptions, swap_video
-        from ffkit.runtime.sessions import SessionPool, resolve_providers
     except ImportError as err:  # pragma: no cover - depends on the runtime being present
-        raise FfkitError(f"--pipeline needs the runtime pipeline (ffkit.runtime.pipeline): {err}") from None
-    from .bench import physical_cores
+        raise FfkitError(f"--pipeline needs the runtime pipeline (ffkit.runtime): {err}") from None
+    from .machine import physical_cores
 
     if models is None or target is None:
         raise FfkitError("--pipeline needs --models DIR and --target VIDEO")
@@ -216,7 +214,7 @@ def pipeline_table(report: dict):
 def pipeline_bench_cli(*, models, target, source, frames, threads, providers, json_out, enhance=False,
                        swapper=None, variant=None, score_threshold=0.5, max_faces=0, workers=0) -> dict:
     """The ``ffkit bench --pipeline`` command body (prints the table, writes the JSON)."""
-    from .console import err, out
+    from ..console import err, out
 
     if json_out is not None:
         from ffkit.recipes.atomic import check_writable
@@ -235,7 +233,7 @@ def pipeline_bench_cli(*, models, target, source, frames, threads, providers, js
                   f"{t['frames_per_s']:.2f} frames/s")
     out.print(f"bottleneck: {report['bottleneck']} ({report['stages'][report['bottleneck']]['share'] * 100:.0f}% of the time)")
     if json_out is not None:
-        from .bench import write_json
+        from .report import write_json
 
         write_json({"pipeline": report}, json_out)
         out.print(f"wrote {json_out}")

@@ -1,0 +1,72 @@
+"""What a benchmark run is configured with: :class:`SessionConfig` (how its onnxruntime sessions
+are made, mapped onto the project's one session factory by :meth:`SessionConfig.settings`) and
+:class:`BenchSettings` (batches, dims, timing, isolation, peak and profile switches). Both are
+plain data, JSON-serialised into each worker's spec and recorded in the report as ``settings``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping
+
+from .machine import physical_cores
+
+if TYPE_CHECKING:  # onnxruntime is imported only where a session is made
+    from ffkit.runtime.sessions import SessionSettings
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """How benchmark sessions are made. ``threads``: intra-op threads (0: physical cores);
+    ``level``: disable | basic | extended | all; ``spinning``: onnxruntime's
+    ``session.intra_op.allow_spinning`` (None keeps its default, on)."""
+
+    threads: int = 0
+    level: str = "all"
+    spinning: bool | None = None
+    arena: bool = True
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "SessionConfig":
+        """The config of a worker spec's ``session`` dict (JSON turns ``providers`` into a list)."""
+        data = dict(data or {})
+        return cls(**{**data, "providers": tuple(data.get("providers", ("CPUExecutionProvider",)))})
+
+    def settings(self, profile_prefix: str | None = None) -> "SessionSettings":
+        """The :class:`ffkit.runtime.sessions.SessionSettings` bench measures with: intra-op threads
+        = ``threads`` (0: physical cores), one inter-op thread, sequential execution, this level,
+        spinning, arena and providers, and an onnxruntime profile when ``profile_prefix`` is given."""
+        from ffkit.runtime.sessions import SessionSettings
+
+        return SessionSettings(providers=tuple(self.providers), intra_op_threads=self.threads or physical_cores(),
+                               inter_op_threads=1, level=self.level, sequential=True, spinning=self.spinning,
+                               arena=self.arena, profile_prefix=profile_prefix)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class BenchSettings:
+    """Everything a run depends on (recorded in the JSON)."""
+
+    batches: tuple[int, ...] = (1, 4)
+    dims: dict[str, int] = field(default_factory=dict)
+    session: SessionConfig = field(default_factory=SessionConfig)
+    warmup: int = 3
+    repeat: int = 20
+    max_seconds: float = 15.0
+    min_runs: int = 5
+    rounds: int = 1
+    isolate: bool = True
+    peak: bool = True
+    local_peak: bool = True
+    count_all_flops: bool = False
+    profile_dir: str | None = None
+    profile_runs: int = 5
+    profile_top: int = 10
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["session"] = self.session.as_dict()
+        return d
