@@ -6,11 +6,8 @@ import os
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from ffkit.toolkit.cli import app
-
-runner = CliRunner()
+from cli_helpers import assert_one_line_error, ffkit
 
 
 class RunsCode:
@@ -21,32 +18,21 @@ class RunsCode:
 
 
 def export(*args):
-    result = runner.invoke(app, ["export", *map(str, args)])
-    return result.exit_code, result.output.strip()
-
-
-def assert_one_line_error(code, output, *fragments):
-    assert code != 0
-    lines = [line for line in output.splitlines() if line.strip()]
-    assert len(lines) == 1, output
-    assert lines[0].startswith("error:") and "Traceback" not in output
-    joined = " ".join(output.split())
-    for fragment in fragments:
-        assert fragment in joined, joined
+    return ffkit("export", *args)
 
 
 def test_unknown_recipe_suggests_closest(tmp_path, artifacts):
     out = tmp_path / "m.onnx"
-    code, output = export("retinaface_mobilenet", artifacts.checkpoint("retinaface_mobilenet0.25"), "-o", out)
-    assert_one_line_error(code, output, "unknown recipe 'retinaface_mobilenet'", "did you mean 'retinaface_mobilenet0.25'")
+    result = export("retinaface_mobilenet", artifacts.checkpoint("retinaface_mobilenet0.25"), "-o", out)
+    assert_one_line_error(result, "unknown recipe 'retinaface_mobilenet'", "did you mean 'retinaface_mobilenet0.25'")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_checkpoint_of_another_recipe_names_keys(tmp_path, artifacts):
     out = tmp_path / "m.onnx"
     ckpt = artifacts.checkpoint("arcface_iresnet18")
-    code, output = export("retinaface_mobilenet0.25", ckpt, "-o", out)
-    assert_one_line_error(code, output, str(ckpt.name), "not a retinaface_mobilenet0.25 checkpoint",
+    result = export("retinaface_mobilenet0.25", ckpt, "-o", out)
+    assert_one_line_error(result, str(ckpt.name), "not a retinaface_mobilenet0.25 checkpoint",
                           "300 missing keys (first: body.stage1.0.0.weight", "187 unexpected keys (first: conv1.weight")
     assert list(tmp_path.iterdir()) == []
 
@@ -56,16 +42,16 @@ def test_shape_mismatch_is_named(tmp_path, artifacts):
     sd["fc.weight"] = sd["fc.weight"][:256]
     ckpt = tmp_path / "narrow.pth"
     torch.save(sd, ckpt)
-    code, output = export("arcface_iresnet18", ckpt, "-o", tmp_path / "m.onnx")
-    assert_one_line_error(code, output, "narrow.pth", "1 shape mismatches (first: fc.weight (256, 25088) vs (512, 25088)")
+    result = export("arcface_iresnet18", ckpt, "-o", tmp_path / "m.onnx")
+    assert_one_line_error(result, "narrow.pth", "1 shape mismatches (first: fc.weight (256, 25088) vs (512, 25088)")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["narrow.pth"]
 
 
 def test_truncated_checkpoint(tmp_path, artifacts):
     ckpt = tmp_path / "cut.pth"
     ckpt.write_bytes(artifacts.checkpoint("retinaface_mobilenet0.25").read_bytes()[:5000])
-    code, output = export("retinaface_mobilenet0.25", ckpt, "-o", tmp_path / "m.onnx")
-    assert_one_line_error(code, output, "cut.pth", "truncated or not a PyTorch checkpoint")
+    result = export("retinaface_mobilenet0.25", ckpt, "-o", tmp_path / "m.onnx")
+    assert_one_line_error(result, "cut.pth", "truncated or not a PyTorch checkpoint")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.pth"]
 
 
@@ -73,29 +59,29 @@ def test_truncated_checkpoint(tmp_path, artifacts):
 def test_non_checkpoint_file(tmp_path, content):
     ckpt = tmp_path / "notes.pth"
     ckpt.write_bytes(content)
-    code, output = export("arcface_iresnet18", ckpt, "-o", tmp_path / "m.onnx")
-    assert_one_line_error(code, output, "notes.pth", "truncated or not a PyTorch checkpoint")
+    result = export("arcface_iresnet18", ckpt, "-o", tmp_path / "m.onnx")
+    assert_one_line_error(result, "notes.pth", "truncated or not a PyTorch checkpoint")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.pth"]
 
 
 def test_missing_checkpoint(tmp_path):
-    code, output = export("arcface_iresnet18", tmp_path / "nowhere.pth", "-o", tmp_path / "m.onnx")
-    assert_one_line_error(code, output, "nowhere.pth: no such file")
+    result = export("arcface_iresnet18", tmp_path / "nowhere.pth", "-o", tmp_path / "m.onnx")
+    assert_one_line_error(result, "nowhere.pth: no such file")
 
 
 def test_pickle_that_runs_code_is_refused(tmp_path, capfd):
     ckpt = tmp_path / "evil.pth"
     torch.save({"conv1.weight": RunsCode()}, ckpt)
-    code, output = export("arcface_iresnet18", ckpt, "-o", tmp_path / "m.onnx")
-    assert_one_line_error(code, output, "evil.pth", "refused", "weights_only=True", "posix.system")
+    result = export("arcface_iresnet18", ckpt, "-o", tmp_path / "m.onnx")
+    assert_one_line_error(result, "evil.pth", "refused", "weights_only=True", "posix.system")
     assert "owned" not in capfd.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.pth"]
 
 
 def test_output_folder_missing(tmp_path, artifacts):
     out = tmp_path / "no" / "such" / "dir" / "m.onnx"
-    code, output = export("retinaface_mobilenet0.25", artifacts.checkpoint("retinaface_mobilenet0.25"), "-o", out)
-    assert_one_line_error(code, output, "cannot write output", "does not exist")
+    result = export("retinaface_mobilenet0.25", artifacts.checkpoint("retinaface_mobilenet0.25"), "-o", out)
+    assert_one_line_error(result, "cannot write output", "does not exist")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write into read-only folders")
@@ -104,16 +90,16 @@ def test_output_folder_read_only(tmp_path, artifacts):
     folder.mkdir()
     folder.chmod(0o555)
     try:
-        code, output = export("retinaface_mobilenet0.25", artifacts.checkpoint("retinaface_mobilenet0.25"), "-o", folder / "m.onnx")
-        assert_one_line_error(code, output, "cannot write output", "not writable")
+        result = export("retinaface_mobilenet0.25", artifacts.checkpoint("retinaface_mobilenet0.25"), "-o", folder / "m.onnx")
+        assert_one_line_error(result, "cannot write output", "not writable")
         assert list(folder.iterdir()) == []
     finally:
         folder.chmod(0o755)
 
 
 def test_output_is_a_folder(tmp_path, artifacts):
-    code, output = export("retinaface_mobilenet0.25", artifacts.checkpoint("retinaface_mobilenet0.25"), "-o", tmp_path)
-    assert_one_line_error(code, output, "cannot write output, it is a folder")
+    result = export("retinaface_mobilenet0.25", artifacts.checkpoint("retinaface_mobilenet0.25"), "-o", tmp_path)
+    assert_one_line_error(result, "cannot write output, it is a folder")
 
 
 def test_failed_parity_leaves_existing_output_untouched(tmp_path, artifacts, monkeypatch):
@@ -123,8 +109,8 @@ def test_failed_parity_leaves_existing_output_untouched(tmp_path, artifacts, mon
     out = tmp_path / "m.onnx"
     out.write_bytes(b"previous artifact")
     monkeypatch.setattr(spec.Tolerance, "excess", lambda self, a, b: 1.0)
-    code, output = export("retinaface_mobilenet0.25", artifacts.checkpoint("retinaface_mobilenet0.25"), "-o", out)
-    assert_one_line_error(code, output, "not written", "differs from PyTorch")
+    result = export("retinaface_mobilenet0.25", artifacts.checkpoint("retinaface_mobilenet0.25"), "-o", out)
+    assert_one_line_error(result, "not written", "differs from PyTorch", exit_code=3)
     assert out.read_bytes() == b"previous artifact"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
 
@@ -143,5 +129,17 @@ def test_error_text_with_brackets_is_printed_verbatim():
     def fail():
         raise FfkitError("x.onnx: input shape [1, 3, 112, 112]; pip install 'ffkit[export]'")
 
-    result = runner.invoke(tiny, [])
-    assert_one_line_error(result.exit_code, result.output, "[1, 3, 112, 112]", "ffkit[export]")
+    assert_one_line_error(ffkit(command=tiny), "[1, 3, 112, 112]", "ffkit[export]")
+
+
+def test_non_finite_weights_fail_parity_and_write_nothing(tmp_path, artifacts):
+    """NaN in, NaN out on both sides: parity must not call that a match (max(-inf, nan) did)."""
+    sd = torch.load(artifacts.checkpoint("retinaface_mobilenet0.25"), weights_only=True)
+    key = next(k for k in sd if k.endswith("conv1x1.weight"))
+    sd[key] = sd[key].clone()
+    sd[key].view(-1)[0] = float("nan")
+    ckpt = tmp_path / "nan.pth"
+    torch.save(sd, ckpt)
+    result = export("retinaface_mobilenet0.25", ckpt, "-o", tmp_path / "m.onnx")
+    assert_one_line_error(result, "m.onnx: not written", "non-finite values (NaN/Inf)", exit_code=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.pth"]

@@ -12,6 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
 import reference
+from cli_helpers import assert_one_line_error
 from conftest import recipe_params
 from stage_helpers import write_images
 from ffkit.recipes import get_recipe
@@ -328,14 +329,6 @@ def test_detached_initializers_are_carried_generically(chain, tmp_path):
 # --------------------------------------------------------------------------- bad inputs
 
 
-def _one_line_error(result, *needles):
-    assert result.exit_code != 0
-    lines = [line for line in result.output.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    for needle in needles:
-        assert needle in lines[0], result.output
-
-
 def test_bad_inputs_give_one_line_errors_and_no_output(chain, calib, tmp_path):
     runner = CliRunner()
     out = tmp_path / "out.onnx"
@@ -343,25 +336,25 @@ def test_bad_inputs_give_one_line_errors_and_no_output(chain, calib, tmp_path):
 
     text = tmp_path / "model.onnx"
     text.write_text("this is not a model\n" * 50)
-    _one_line_error(runner.invoke(app, ["simplify", str(text), "-o", str(out)]), "not an ONNX model")
+    assert_one_line_error(runner.invoke(app, ["simplify", str(text), "-o", str(out)]), "not an ONNX model")
 
     truncated = tmp_path / "truncated.onnx"
     truncated.write_bytes(sim.path.read_bytes()[: sim.path.stat().st_size // 2])
-    _one_line_error(runner.invoke(app, ["optimize", str(truncated), "-o", str(out)]), "truncated")
-    _one_line_error(runner.invoke(app, ["quantize", str(truncated), "-o", str(out), "--fp16"]), "truncated")
+    assert_one_line_error(runner.invoke(app, ["optimize", str(truncated), "-o", str(out)]), "truncated")
+    assert_one_line_error(runner.invoke(app, ["quantize", str(truncated), "-o", str(out), "--fp16"]), "truncated")
 
     bad_calib = tmp_path / "bad_calib"
     bad_calib.mkdir()
     (bad_calib / "a.jpg").write_bytes(b"nope")
     int8 = ["-o", str(out), "--int8", "--calib"]
-    _one_line_error(runner.invoke(app, ["quantize", str(sim.path), *int8, str(bad_calib)]),
+    assert_one_line_error(runner.invoke(app, ["quantize", str(sim.path), *int8, str(bad_calib)]),
                     "no usable calibration image")
-    _one_line_error(runner.invoke(app, ["quantize", str(sim.path), "-o", str(out), "--int8"]), "--calib")
+    assert_one_line_error(runner.invoke(app, ["quantize", str(sim.path), "-o", str(out), "--int8"]), "--calib")
 
     fp16 = Fp16Stage(auto=False).run(sim.path, tmp_path / "fp16.onnx")
-    _one_line_error(runner.invoke(app, ["quantize", str(fp16.path), *int8, str(calib[0])]), "FP16 model", "INT8")
-    _one_line_error(runner.invoke(app, ["quantize", str(fp16.path), "-o", str(out), "--fp16"]), "FP16 model")
-    _one_line_error(runner.invoke(app, ["verify", str(truncated), "--reference", str(sim.path)]), "truncated")
+    assert_one_line_error(runner.invoke(app, ["quantize", str(fp16.path), *int8, str(calib[0])]), "FP16 model", "INT8")
+    assert_one_line_error(runner.invoke(app, ["quantize", str(fp16.path), "-o", str(out), "--fp16"]), "FP16 model")
+    assert_one_line_error(runner.invoke(app, ["verify", str(truncated), "--reference", str(sim.path)]), "truncated")
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out.onnx")]
 
 
@@ -418,7 +411,7 @@ def test_build_writes_verified_variants_and_reports(artifacts, calib, tmp_path):
 def test_build_needs_calibration_for_int8(artifacts, tmp_path):
     result = CliRunner().invoke(app, ["build", "arcface_iresnet18", str(artifacts.checkpoint("arcface_iresnet18")),
                                       "-o", str(tmp_path / "o"), "--int8"])
-    _one_line_error(result, "--calib")
+    assert_one_line_error(result, "--calib")
     assert not (tmp_path / "o").exists()
 
 

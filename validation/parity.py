@@ -96,7 +96,8 @@ def judge(recipe: Recipe, kind: str, candidates: Sequence[Mapping[str, np.ndarra
                 raise ParityError(f"candidate has no output {name!r}")
             if np.shape(cand[name]) != np.shape(r):
                 raise ParityError(f"output {name} has shape {np.shape(cand[name])} but {what} gives {np.shape(r)}")
-    figures = metrics.compare_batches(list(candidates), list(references), output_peaks(recipe))
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite runs are judged below, not warned about
+        figures = metrics.compare_batches(list(candidates), list(references), output_peaks(recipe))
     budget = budget if budget is not None or kind == "fp32" else recipe.budgets.get(kind)
     checks = []
     for name, figs in figures.items():
