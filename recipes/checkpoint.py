@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from .errors import CheckpointError
+from .paths import require_file
 from .spec import Recipe
 
 SHOW = 3  # how many offending keys a message names
@@ -30,12 +31,7 @@ def sha256_of(path: str | Path) -> str:
 
 
 def _torch_load(path: Path) -> object:
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such file")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: not a file")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: empty file, truncated or not a PyTorch checkpoint")
+    require_file(path, CheckpointError, empty="empty file, truncated or not a PyTorch checkpoint")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

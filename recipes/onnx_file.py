@@ -27,6 +27,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import ArtifactError
+from .paths import require_file
 
 __all__ = ["TensorInfo", "InitializerInfo", "ModelInfo", "check_onnx_path", "read_model_info", "read_initializer",
            "load_onnx", "save_onnx", "dynamic_dims"]
@@ -225,14 +226,7 @@ def _scan(buf, path: Path) -> ModelInfo:
 
 def check_onnx_path(path: str | os.PathLike) -> Path:
     """``path`` as a Path if it is a non-empty regular file, else a one-line ArtifactError."""
-    path = Path(path)
-    if not path.exists():
-        raise ArtifactError(f"{path}: no such file")
-    if not path.is_file():
-        raise ArtifactError(f"{path}: not a file")
-    if path.stat().st_size == 0:
-        raise ArtifactError(f"{path}: empty file, not an ONNX model")
-    return path
+    return require_file(path, ArtifactError, empty="empty file, not an ONNX model")
 
 
 def read_model_info(path: str | os.PathLike) -> ModelInfo:

@@ -32,7 +32,7 @@ Lower level: :class:`Detector`, :class:`Embedder`, :class:`Swapper`, :class:`Enh
 :mod:`.retinaface_decode`, :mod:`.media`. Nothing here imports torch.
 """
 
-from .detector import DetectParams, Detector, draw_detections, resize_for_detection
+from .detector import Detector, DetectParams, draw_detections, resize_for_detection
 from .embedder import Embedder, cosine_similarity, normalize
 from .enhancer import Enhancer
 from .frame_pipeline import FaceRecord, FrameResult, Pipeline, SourceFace, SwapOptions, select_faces

@@ -17,7 +17,7 @@ import numpy as np
 
 from ffkit.recipes.errors import FfkitError
 
-from .detector import DetectParams, Detector
+from .detector import Detector, DetectParams
 from .embedder import Embedder, cosine_similarity, normalize
 from .enhancer import Enhancer
 from .models import ModelSelection, read_emap

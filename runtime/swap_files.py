@@ -24,8 +24,7 @@ import numpy as np
 from ffkit.recipes.errors import FfkitError
 
 from .frame_pipeline import FaceRecord, FrameResult, Pipeline, SourceFace
-from .media import (VideoWriter, is_image_path, is_video_path, iter_frames, probe_video,
-                    read_image, write_image)
+from .media import VideoWriter, is_image_path, is_video_path, iter_frames, probe_video, read_image, write_image
 
 __all__ = ["SwapSummary", "swap_image", "swap_video", "swap_file", "check_output_path"]
 

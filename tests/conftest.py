@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 import reference
 
 #: Recipes whose export takes tens of seconds on 2 cores.

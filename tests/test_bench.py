@@ -11,10 +11,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
-from ffkit.recipes import artifact, onnx_file
+from ffkit.recipes import artifact
+from ffkit.recipes.errors import ArtifactError, FfkitError
 from ffkit.toolkit import bench
 from ffkit.toolkit.cli import app
-from ffkit.recipes.errors import ArtifactError, FfkitError
 
 
 def tiny_embedder(path, stage=None, variant="fp32", batch="N"):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from stage_helpers import write_images
+
 from ffkit.recipes import get_recipe
-from ffkit.validation.calibration import (DETECTOR_MAX_SIDE, CalibrationError, load_calibration, read_latents,
-                                          sample_set)
+from ffkit.validation.calibration import DETECTOR_MAX_SIDE, CalibrationError, load_calibration, read_latents, sample_set
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import os
 
 import pytest
 import torch
-
 from cli_helpers import assert_one_line_error, ffkit
 
 
@@ -119,8 +118,8 @@ def test_error_text_with_brackets_is_printed_verbatim():
     """Rich markup must not eat '[...]' in messages (shapes, extras such as ffkit[export])."""
     import typer
 
-    from ffkit.toolkit.cli import friendly
     from ffkit.recipes.errors import FfkitError
+    from ffkit.toolkit.cli import friendly
 
     tiny = typer.Typer()
 

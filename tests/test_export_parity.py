@@ -9,14 +9,14 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-import torch
-
 import reference
+import torch
 from conftest import recipe_params
-from ffkit.recipes import get_recipe
+
+from ffkit.recipes import artifact, get_recipe
 from ffkit.recipes.checkpoint import load_checkpoint
-from ffkit.recipes import artifact, onnx_file
-from ffkit.runtime.sessions import create_session as make_session, run_session as run
+from ffkit.runtime.sessions import create_session as make_session
+from ffkit.runtime.sessions import run_session as run
 
 
 def manifest_tolerance(name):

@@ -7,8 +7,16 @@ import av
 import numpy as np
 import pytest
 
-from ffkit.runtime.media import (MediaError, VideoWriter, is_image_path, is_video_path,
-                                 iter_frames, probe_video, read_image, write_image)
+from ffkit.runtime.media import (
+    MediaError,
+    VideoWriter,
+    is_image_path,
+    is_video_path,
+    iter_frames,
+    probe_video,
+    read_image,
+    write_image,
+)
 from ffkit.validation.synthetic_media import make_test_video, synthetic_frame
 
 

@@ -13,7 +13,6 @@ import pytest
 from ffkit.runtime import geometry, templates
 from ffkit.runtime import retinaface_decode as rd
 
-
 # ---------------------------------------------------------------------------
 # RetinaFace priors
 # ---------------------------------------------------------------------------

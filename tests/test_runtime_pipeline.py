@@ -13,16 +13,32 @@ import av
 import numpy as np
 import onnx
 import pytest
-
-from ffkit.runtime import (DetectParams, Detector, FrameResult, MediaError, Pipeline, SessionPool, SwapOptions,
-                           detect_faces, identify, iter_frames, pick_models, probe_video, read_emap, read_image,
-                           resolve_providers, select_faces, swap_image, swap_video)
-from ffkit.recipes.onnx_file import read_model_info
-from ffkit.runtime.retinaface_decode import Detections
-from ffkit.recipes.errors import ArtifactError, FfkitError
-from ffkit.validation.synthetic_media import make_test_video, pan_frames
-
 from runtime_helpers import ASTRONAUT, foreign_emap, make_foreign_inswapper, models_dir
+
+from ffkit.recipes.errors import ArtifactError, FfkitError
+from ffkit.recipes.onnx_file import read_model_info
+from ffkit.runtime import (
+    Detector,
+    DetectParams,
+    FrameResult,
+    MediaError,
+    Pipeline,
+    SessionPool,
+    SwapOptions,
+    detect_faces,
+    identify,
+    iter_frames,
+    pick_models,
+    probe_video,
+    read_emap,
+    read_image,
+    resolve_providers,
+    select_faces,
+    swap_image,
+    swap_video,
+)
+from ffkit.runtime.retinaface_decode import Detections
+from ffkit.validation.synthetic_media import make_test_video, pan_frames
 
 DETECT = DetectParams(max_side=640, score_threshold=0.8)
 

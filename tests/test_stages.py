@@ -8,20 +8,20 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-from typer.testing import CliRunner
-
 import reference
 from cli_helpers import assert_one_line_error
 from conftest import recipe_params
+from onnx import TensorProto, helper, numpy_helper
 from stage_helpers import write_images
-from ffkit.recipes import get_recipe
-from ffkit.recipes.spec import AccuracyBudget
-from ffkit.recipes import artifact, onnx_file
-from ffkit.toolkit.cli import app
+from typer.testing import CliRunner
+
+from ffkit.recipes import artifact, get_recipe, onnx_file
 from ffkit.recipes.errors import ArtifactError, ParityError
+from ffkit.recipes.spec import AccuracyBudget
+from ffkit.runtime.sessions import create_session as make_session
+from ffkit.runtime.sessions import run_session as run
+from ffkit.toolkit.cli import app
 from ffkit.toolkit.fp16 import Fp16Stage, convert, overflowing_nodes
-from ffkit.runtime.sessions import create_session as make_session, run_session as run
 from ffkit.toolkit.int8 import Int8Stage
 from ffkit.toolkit.optimize import OptimizeStage
 from ffkit.toolkit.simplify import SimplifyStage

@@ -7,35 +7,22 @@ import subprocess
 import sys
 import textwrap
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
-from ffkit.runtime import DetectParams, SessionPool, detect_faces, probe_video, read_image, resolve_providers
-from ffkit.runtime.detector import Detector
-from ffkit.toolkit.cli import app
-from ffkit.validation.synthetic_media import make_test_video, pan_frames
-
+from cli_helpers import assert_one_line_error
+from cli_helpers import ffkit as invoke
 from runtime_helpers import ASTRONAUT, FAST_ARGS, leftovers, models_dir
 
-runner = CliRunner()
+from ffkit.runtime import SessionPool, detect_faces, probe_video, read_image, resolve_providers
+from ffkit.runtime.detector import Detector
+from ffkit.validation.synthetic_media import make_test_video, pan_frames
 
 
 def ffkit(*args):
-    result = runner.invoke(app, [str(a) for a in args])
+    """``(exit code, stdout, stderr)`` of the CLI run with ``args``."""
+    result = invoke(*args)
     return result.exit_code, result.stdout, result.stderr
-
-
-def assert_one_line_error(code, stderr, *fragments):
-    assert code == 2, stderr
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error:") and "Traceback" not in stderr
-    joined = " ".join(stderr.split())
-    for fragment in fragments:
-        assert fragment in joined, joined
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +77,8 @@ def test_detect_several_images_draws_into_a_folder(folder, source, tmp_path):
 
 def test_detect_with_wrong_recipe_names_the_file(folder, tmp_path):
     arc = folder / "arcface_iresnet18.fp32.onnx"
-    code, _, stderr = ffkit("detect", ASTRONAUT, "--detector", arc, "--json", tmp_path / "f.json")
-    assert_one_line_error(code, stderr, str(arc), "embedder artifact (arcface_iresnet18)", "--detector needs a detector")
+    result = invoke("detect", ASTRONAUT, "--detector", arc, "--json", tmp_path / "f.json")
+    assert_one_line_error(result, str(arc), "embedder artifact (arcface_iresnet18)", "--detector needs a detector")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -177,8 +164,7 @@ def test_bad_input_is_one_line_error_and_no_output(case, folder, source, bad_inp
         out = out_dir / "out.mp4"
         expect = ["out.mp4", "the target is an image"]
     flat = [x for kv in args.items() for x in kv]
-    code, _, stderr = ffkit("swap", *flat, "-o", out, *extra)
-    assert_one_line_error(code, stderr, *expect)
+    assert_one_line_error(invoke("swap", *flat, "-o", out, *extra), *expect)
     assert list(out_dir.iterdir()) == [], leftovers(out_dir)
 
 

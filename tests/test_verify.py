@@ -11,8 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
-from ffkit.recipes import get_recipe
-from ffkit.recipes import artifact, onnx_file
+from ffkit.recipes import artifact, get_recipe
 from ffkit.toolkit.cli import app
 from ffkit.toolkit.verify import verify
 from ffkit.validation import metrics

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-
 from ffkit.recipes import artifact, onnx_file
 from ffkit.recipes.errors import FfkitError
 from ffkit.recipes.version import __version__

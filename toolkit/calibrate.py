@@ -33,6 +33,7 @@ import numpy as np
 import onnx
 
 from ffkit.recipes.atomic import atomic_path
+
 from .probe import FLOAT_TYPES, Probe, value_types
 
 METHODS = ("minmax", "entropy", "percentile")

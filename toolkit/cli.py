@@ -15,9 +15,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ffkit.recipes.version import __version__
-from .console import err, human_size, out
 from ffkit.recipes.errors import FfkitError
+from ffkit.recipes.version import __version__
+
+from .console import err, human_size, out
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn face-swap research checkpoints into fast, verified ONNX artifacts, and run them.")
@@ -111,8 +112,7 @@ def main() -> None:
 
 
 # Command groups living in their own modules register themselves on `app` when imported.
-from . import cli_stages, cli_runtime, cli_bench  # noqa: E402,F401
-
+from . import cli_bench, cli_runtime, cli_stages  # noqa: E402,F401
 
 if __name__ == "__main__":
     sys.exit(main())

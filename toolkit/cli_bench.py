@@ -8,9 +8,10 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
+from ffkit.recipes.errors import FfkitError
+
 from .cli import app, friendly  # noqa: F401
 from .console import err, out
-from ffkit.recipes.errors import FfkitError
 
 
 def _int_list(text: str, what: str) -> tuple[int, ...]:

@@ -16,9 +16,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from ffkit.recipes.errors import FfkitError
+
 from .cli import app, friendly
 from .console import err, out
-from ffkit.recipes.errors import FfkitError
 
 
 class SelectChoice(str, Enum):
@@ -80,7 +81,7 @@ def detect_cmd(
     threshold (top_k 5000, keep_top_k 750). JSON: {"images": [{"path", "width", "height",
     "faces": [{"box": [x1, y1, x2, y2], "score", "landmarks": [[x, y] x 5]}]}]}, faces by score.
     """
-    from ffkit.runtime.detector import DetectParams, Detector, draw_detections
+    from ffkit.runtime.detector import Detector, DetectParams, draw_detections
     from ffkit.runtime.geometry import warp_face
     from ffkit.runtime.media import is_image_path, read_image, write_image
     from ffkit.runtime.models import require_role
@@ -192,11 +193,11 @@ def swap_cmd(
 ):
     """Swap the face of SOURCE into the faces of TARGET (image or video), torch-free."""
     from ffkit.runtime.detector import DetectParams
+    from ffkit.runtime.frame_pipeline import Pipeline, SwapOptions
     from ffkit.runtime.media import is_video_path, probe_video, read_image
     from ffkit.runtime.models import pick_models
-    from ffkit.runtime.frame_pipeline import Pipeline, SwapOptions
     from ffkit.runtime.sessions import SessionPool, default_threads, resolve_providers
-    from ffkit.runtime.swap_files import check_output_path, swap_image, swap_video
+    from ffkit.runtime.swap_files import check_output_path, swap_image
 
     # Cheap checks first: nothing is loaded or written before the inputs are known good.
     check_output_path(target, output)

@@ -148,9 +148,9 @@ def verify_cmd(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON here."),
 ):
     """Compare CANDIDATE with a reference, output by output; exit 3 if it misses its criterion."""
+    from ffkit.recipes.errors import FfkitError
     from ffkit.validation.report import verify_table, write_json
 
-    from ffkit.recipes.errors import FfkitError
     from .verify import verify
 
     if inputs is not None and calib is not None:

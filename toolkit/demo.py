@@ -188,9 +188,9 @@ def run_demo(output: Path, *, swapper: str = "inswapper_128", enhance: bool = Fa
     from contextlib import nullcontext
 
     from ffkit.runtime.detector import DetectParams
+    from ffkit.runtime.frame_pipeline import Pipeline, SwapOptions
     from ffkit.runtime.media import probe_video, read_image, write_image
     from ffkit.runtime.models import pick_models
-    from ffkit.runtime.frame_pipeline import Pipeline, SwapOptions
     from ffkit.runtime.sessions import SessionPool, default_threads, resolve_providers
     from ffkit.runtime.swap_files import swap_image, swap_video
     from ffkit.validation.synthetic_media import make_test_video, pan_frames

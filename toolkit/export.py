@@ -21,8 +21,8 @@ import numpy as np
 import onnx
 
 from ffkit.recipes import artifact, onnx_file
-from ffkit.recipes.version import __version__
 from ffkit.recipes.atomic import check_writable
+from ffkit.recipes.version import __version__
 from ffkit.runtime.sessions import create_session, run_session
 from ffkit.validation.parity import ShapeParity, fp32_parity, shape_sets
 

@@ -33,16 +33,15 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from ffkit.validation import metrics
-
-from ffkit.recipes import artifact, onnx_file
+from ffkit.recipes import artifact
 from ffkit.recipes.errors import ArtifactError, ParityError
 from ffkit.recipes.spec import AccuracyBudget
 from ffkit.runtime.sessions import create_session, run_session
-from .probe import Probe, float_node_outputs, paired_scan, value_types
-from .stage import SampleRuns, Stage, StageResult, finish, open_input, prepare_output, started, tool_versions
+from ffkit.validation import metrics
 from ffkit.validation.parity import judge
 
+from .probe import Probe, float_node_outputs, paired_scan, value_types
+from .stage import SampleRuns, Stage, StageResult, finish, open_input, prepare_output, started, tool_versions
 from .verify import run_onnx
 
 FP16_MAX = 65504.0

@@ -35,17 +35,16 @@ from typing import Callable
 import numpy as np
 import onnx
 
-from ffkit.validation import metrics
-
 from ffkit.recipes import artifact, onnx_file
-from .calibrate import METHODS, cached_stats, sha256_file
 from ffkit.recipes.errors import FfkitError, ParityError
 from ffkit.recipes.spec import AccuracyBudget
-from .hardware import cpu_flags, has_vnni, VNNI_FLAGS
-from .probe import Probe, float_node_outputs, paired_scan, value_types
-from .stage import SampleRuns, Stage, StageResult, finish, open_input, prepare_output, started, tool_versions
+from ffkit.validation import metrics
 from ffkit.validation.parity import judge
 
+from .calibrate import METHODS, cached_stats, sha256_file
+from .hardware import VNNI_FLAGS, cpu_flags, has_vnni
+from .probe import Probe, float_node_outputs, paired_scan, value_types
+from .stage import SampleRuns, Stage, StageResult, finish, open_input, prepare_output, started, tool_versions
 from .verify import run_onnx
 
 #: Node types the quantizer leaves alone anyway (and that are never worth excluding).
@@ -136,7 +135,7 @@ class Int8Stage(Stage):
         with tempfile.TemporaryDirectory(dir=out_path.resolve().parent, prefix=".ffkit-int8-") as tmp:
             pre_path = Path(tmp) / "pre.onnx"
             preprocess(in_path, pre_path)
-            pre = onnx.load(str(pre_path))
+            pre = onnx_file.load_onnx(pre_path)
             stats, cache_path, hit = cached_stats(pre, sha256_file(in_path), calibration, cache_dir, self.progress)
             ranges = stats.ranges(self.method)
             types = self.types()
@@ -223,7 +222,7 @@ def quantize(pre_path: Path, ranges, types: dict, exclude: list[str], tmp: Path,
                         nodes_to_exclude=list(exclude), op_types_to_quantize=op_types or None,
                         calibrate_method=ranges.calibration_method,
                         calibration_cache_path=str(cache))
-    model = onnx.load(str(out))
+    model = onnx_file.load_onnx(out)
     out.unlink()
     return model
 

@@ -18,14 +18,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import onnx
-
+from ffkit.recipes import onnx_file
 from ffkit.recipes.errors import ArtifactError
 from ffkit.runtime.sessions import SessionSettings, create_session
 
 from .hardware import cpu_description
-from .stage import (SampleRuns, Stage, StageResult, check_dynamic_axes, check_fp32, finish, open_input, prepare_output,
-                    started, tool_versions)
+from .stage import (
+    SampleRuns,
+    Stage,
+    StageResult,
+    check_dynamic_axes,
+    check_fp32,
+    finish,
+    open_input,
+    prepare_output,
+    started,
+    tool_versions,
+)
 
 LEVELS = ("basic", "extended", "all")
 
@@ -73,7 +82,7 @@ class OptimizeStage(Stage):
             settings = SessionSettings(providers=(self.provider,), level=self.level, optimized_model_path=str(target))
             create_session(mid, settings, name=str(in_path))  # writes the optimised graph to target
             del mid
-            dst = onnx.load(str(target))
+            dst = onnx_file.load_onnx(target)
             check_dynamic_axes(src, dst, recipe, out_path)
             parity, runs = check_fp32(src, target, recipe, out_path, reference=reference)
         figures = {"nodes": [len(src.graph.node), len(dst.graph.node)], "parity": parity,

@@ -14,8 +14,19 @@ import warnings
 from dataclasses import dataclass
 
 from ffkit.recipes.errors import ArtifactError
-from .stage import (SampleRuns, Stage, StageResult, check_dynamic_axes, check_fp32, finish, open_input, prepare_output,
-                    started, tool_versions)
+
+from .stage import (
+    SampleRuns,
+    Stage,
+    StageResult,
+    check_dynamic_axes,
+    check_fp32,
+    finish,
+    open_input,
+    prepare_output,
+    started,
+    tool_versions,
+)
 
 
 @dataclass

@@ -26,11 +26,10 @@ from typing import Mapping, Sequence
 import numpy as np
 import onnx
 
-from ffkit.validation.parity import OutputCheck, judge
-
 from ffkit.recipes import artifact, onnx_file
-from ffkit.recipes.errors import ArtifactError, FfkitError
+from ffkit.recipes.errors import ArtifactError
 from ffkit.runtime.sessions import create_session, run_session
+from ffkit.validation.parity import OutputCheck, judge
 
 
 @dataclass

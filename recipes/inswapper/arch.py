@@ -10,8 +10,8 @@ Module names equal the original, so ``reswapper-*.pth`` checkpoints load with
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from ..common.adain import adain_modulate, instance_norm
 

@@ -16,8 +16,8 @@ checkpoints load with ``load_state_dict(strict=True)``.
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from ..common.adain import InstanceNorm, adain_modulate
 

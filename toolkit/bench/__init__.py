@@ -25,8 +25,7 @@ before its memory baseline.
 """
 
 from .config import BenchSettings, SessionConfig
-from .discovery import (BASELINE, EAGER, LABELS, Variant, bench_dims, count_variant_flops, discover,
-                        variant_label)
+from .discovery import BASELINE, EAGER, LABELS, Variant, bench_dims, count_variant_flops, discover, variant_label
 from .harness import LOCAL_PEAK_SHAPE, MemoryProbe, measure, measure_isolated, peak_probe, time_runs, timing_stats
 from .machine import machine_info, physical_cores
 from .report import finish, markdown_table, summarize_profile, write_json

@@ -124,9 +124,7 @@ def discover(paths: Iterable[str | os.PathLike], recipe: str | None = None,
     folder holding ``<recipe>.pth`` files; with ``eager`` and torch importable, each such recipe
     gets a ``torch-eager`` variant.
     """
-    from ffkit.recipes import get_recipe
-
-    from ffkit.recipes import artifact, onnx_file
+    from ffkit.recipes import artifact, get_recipe, onnx_file
 
     if recipe is not None:
         get_recipe(recipe)  # one-line error for a typo
@@ -232,9 +230,8 @@ def bench_dims(recipe_name: str | None, batch: int, dims: Mapping[str, int] | No
 
 def count_variant_flops(v: Variant, batches: Sequence[int], dims: Mapping[str, int] | None = None) -> None:
     """Fill ``v.flops`` for each batch (ONNX variants only; a torch variant borrows its recipe's)."""
-    from ffkit.validation.flops import count_flops
-
     from ffkit.recipes.onnx_file import load_onnx
+    from ffkit.validation.flops import count_flops
 
     if v.kind != "onnx":
         return

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..hardware import cpu_flags, cpu_model
+
+#: The ISA flags a benchmark report lists, in this order (the ones kernels choose by).
+BENCH_ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "f16c")
 
 
 def physical_cores() -> int:
@@ -33,15 +37,8 @@ def machine_info() -> dict:
     info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
                             "logical_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
                             "physical_cores": physical_cores()}
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-        model = re.search(r"model name\s*:\s*(.+)", cpuinfo)
-        flags = set((re.search(r"flags\s*:\s*(.+)", cpuinfo) or [None, ""])[1].split())
-        info["cpu"] = model.group(1).strip() if model else platform.processor()
-        info["isa"] = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "f16c")
-                       if f in flags]
-    except OSError:  # pragma: no cover
-        info["cpu"] = platform.processor()
+    info["cpu"] = cpu_model()
+    info["isa"] = [f for f in BENCH_ISA_FLAGS if f in cpu_flags()]
     import onnxruntime as ort
 
     info["onnxruntime"] = ort.__version__

@@ -97,8 +97,15 @@ def pipeline_bench(models: Path, target: Path, *, source: Optional[Path] = None,
     "threaded"?: {"workers", "frames_per_s", "seconds"}}``.
     """
     try:
-        from ffkit.runtime import (DetectParams, Pipeline, SessionPool, SwapOptions, pick_models, resolve_providers,
-                                   swap_video)
+        from ffkit.runtime import (
+            DetectParams,
+            Pipeline,
+            SessionPool,
+            SwapOptions,
+            pick_models,
+            resolve_providers,
+            swap_video,
+        )
         from ffkit.runtime.media import VideoWriter, is_video_path, iter_frames, probe_video
     except ImportError as err:  # pragma: no cover - depends on the runtime being present
         raise FfkitError(f"--pipeline needs the runtime pipeline (ffkit.runtime): {err}") from None
