@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
+from . import pickled_module
 from .errors import CheckpointError
 from .paths import require_file
 from .spec import Recipe
@@ -30,10 +32,12 @@ def sha256_of(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _torch_load(path: Path) -> object:
+def _torch_load(path: Path, **load_args) -> object:
     require_file(path, CheckpointError, empty="empty file, truncated or not a PyTorch checkpoint")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", **(load_args or {"weights_only": True}))
+    except CheckpointError:
+        raise
     except pickle.UnpicklingError as err:
         text = str(err)
         if "Weights only load failed" not in text:
@@ -52,15 +56,37 @@ def _torch_load(path: Path) -> object:
         raise CheckpointError(f"{path}: truncated or not a PyTorch checkpoint (unpickling failed: {type(err).__name__})") from None
 
 
+def _read_pickled_module(path: Path, recipe: Recipe) -> object:
+    """A ``pickled_module`` file -> its module's state_dict (or the file's own plain state_dict).
+
+    Accepts ``torch.save(model)`` (zip or legacy format), a training dict holding the model under
+    ``'model'`` (maybe ``DataParallel``: keys then carry ``module.``), or a plain state_dict. Read
+    by :mod:`.pickled_module`: the recipe's ``pickled_classes`` become empty stubs and any other
+    global is refused before it runs; a TorchScript archive is refused unread.
+    """
+    if pickled_module.is_torchscript(path):
+        raise CheckpointError(f"{path}: a TorchScript archive, not a torch.save of a {recipe.name} module")
+    module = pickled_module.restricted_pickle_module(recipe.pickled_classes, lambda name: CheckpointError(
+        f"{path}: refused, its pickle names the global {name}, which is not a {recipe.name} class, "
+        "a container or a tensor (nothing from the file was run)"))
+    with warnings.catch_warnings():  # the legacy loader cannot read a stub's source to compare: expected
+        warnings.filterwarnings("ignore", "Couldn't retrieve source code", UserWarning)
+        obj = _torch_load(path, weights_only=False, pickle_module=module)
+    if isinstance(obj, Mapping) and pickled_module.is_module(obj.get("model")):
+        obj = obj["model"]
+    return pickled_module.module_state_dict(obj) if pickled_module.is_module(obj) else obj
+
+
 def read_state_dict(path: str | Path, recipe: Recipe) -> dict[str, torch.Tensor]:
     """Read a published checkpoint and return the module's own state_dict.
 
-    Unwraps the recipe's wrapper keys (e.g. ``params_ema`` then ``params``) and a
-    ``{'state_dict': ...}`` wrapper, and strips the recipe's optional key prefix
+    Reads it as the recipe's ``checkpoint_format`` says (a ``pickled_module`` through
+    :func:`_read_pickled_module`), unwraps the recipe's wrapper keys (e.g. ``params_ema`` then
+    ``params``) and a ``{'state_dict': ...}`` wrapper, and strips the recipe's optional key prefix
     (``module.`` from DataParallel) when every key carries it.
     """
     path = Path(path)
-    obj = _torch_load(path)
+    obj = _read_pickled_module(path, recipe) if recipe.checkpoint_format == "pickled_module" else _torch_load(path)
     if isinstance(obj, Mapping):
         for wrapper in (*recipe.wrappers, "state_dict"):
             if wrapper in obj and isinstance(obj[wrapper], Mapping):

@@ -92,6 +92,35 @@ class AccuracyBudget:
         return value >= self.threshold if self.higher_is_better else value <= self.threshold
 
 
+@dataclass(frozen=True, kw_only=True)
+class FaceBudget(AccuracyBudget):
+    """A detector's budget judged on the faces its outputs decode to, where the user looks.
+
+    The candidate's and the reference's outputs are both decoded as Pytorch_Retinaface's
+    ``detect.py`` does (:func:`ffkit.runtime.retinaface_decode.detect_faces`, at the network
+    input's size) and must find the same faces scoring above ``score_threshold`` (0..1; the
+    default is ``ffkit detect``'s), matched one to one by box IoU >= ``match_iou``: a face above
+    the threshold on one side must be above it on the other too, unless it is borderline (scores
+    within ``score_margin`` of the threshold on both sides). Over the matched faces clearly above
+    the threshold (score > threshold + margin on either side), the worst box IoU must be
+    >= ``min_iou`` and the worst landmark error (a landmark's distance from the reference's, over
+    the reference box size ``sqrt(w * h)``) <= ``max_landmark_error``.
+
+    Faces are judged only on images where the reference is a face map: its median anchor scores
+    at most ``max_median_score`` (a trained detector calls most anchors background; random
+    weights call a third of them faces, and those "faces" mean nothing). The inherited
+    ``metric``/``threshold`` are the raw-tensor criterion, held to on every output when no such
+    image shows a face above the threshold on either side (nothing to judge faces on).
+    """
+
+    min_iou: float
+    max_landmark_error: float
+    score_margin: float
+    max_median_score: float
+    score_threshold: float = 0.5
+    match_iou: float = 0.5
+
+
 @dataclass(frozen=True)
 class PixelFormat:
     """How uint8 pixels map to a model tensor: ``tensor = (pixel - mean) / std`` per channel.
@@ -150,7 +179,8 @@ class Recipe:
       key_prefix: optional prefix some published files carry (``"module."``); accepted or not.
       wrappers: dict keys that may wrap the state_dict in the published file, in priority order.
       tolerance: FP32 parity (exported ONNX vs PyTorch, and vs the reference vectors).
-      budgets: accuracy budgets of the reduced-precision variants, keyed ``fp16`` / ``int8``.
+      budgets: accuracy budgets of the reduced-precision variants, keyed ``fp16`` / ``int8``
+        (a :class:`FaceBudget` for detectors).
       pixels: how uint8 pixels become the first input (None when it is not an image).
       output_pixels: how the first output becomes pixels (None when it is not an image).
       crop_size / template: the aligned crop the model takes, and the 5-point template name.
@@ -161,6 +191,18 @@ class Recipe:
       dynamic_batch: whether the default export has a dynamic batch axis.
       finalize: ``"module:function"`` that edits the exported ONNX proto before it is checked
         and saved (e.g. inswapper attaches its emap); called with the export's finalize kwargs.
+      num_params: parameters of the published checkpoint (the manifest's ``num_params``); tells
+        apart files ffkit did not make whose I/O signatures are alike (IResNet-18/50/100).
+      io_aliases: other names published ONNX files give an input or output
+        (``{"landms": ("landmarks",)}``), for recognising files ffkit did not make.
+      checkpoint_format: how the published file is laid out: ``"state_dict"`` (tensors, maybe
+        wrapped; read with ``weights_only=True``) or ``"pickled_module"`` (``torch.save(model)``
+        of a whole module, read with its classes replaced by empty stubs; a plain state_dict of
+        the same keys is accepted too).
+      pickled_classes: for ``"pickled_module"``, the ``module.Class`` globals its pickle may name
+        (each becomes an empty stub); a pickle naming any other global is refused.
+      identity_space: for an embedder, the identity space it produces; for a swapper, the one it
+        consumes (a swapper pairs only with an embedder of its space); None for other roles.
     """
 
     name: str
@@ -187,6 +229,11 @@ class Recipe:
     dynamic_batch: bool = True
     finalize: str | None = None
     opset: int = 17
+    num_params: int | None = None
+    io_aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    checkpoint_format: Literal["state_dict", "pickled_module"] = "state_dict"
+    pickled_classes: tuple[str, ...] = ()
+    identity_space: str | None = None
 
     def __post_init__(self) -> None:
         # A frozen Recipe holds no mutable mapping: budgets and arch kwargs are read-only views.
@@ -194,6 +241,7 @@ class Recipe:
         object.__setattr__(self, "arch_kwargs", MappingProxyType(dict(self.arch_kwargs)))
         object.__setattr__(self, "sample_dims", MappingProxyType(dict(self.sample_dims)))
         object.__setattr__(self, "alt_dims", MappingProxyType(dict(self.alt_dims)))
+        object.__setattr__(self, "io_aliases", MappingProxyType(dict(self.io_aliases)))
 
     def budget(self, precision: str) -> AccuracyBudget | None:
         """The accuracy budget of the ``fp16`` / ``int8`` variant, or None."""

@@ -3,9 +3,9 @@
 Every ffkit artifact records its recipe (``ffkit.recipe``) and variant (``ffkit.variant``:
 ``fp32``, ``fp16``, ``int8``, optionally with a suffix such as ``fp32-unfused``) in its
 ``metadata_props``; files are chosen by those, never by file name. An ONNX file without ffkit
-metadata is recognised when its interface is insightface's ``inswapper_128.onnx`` (inputs
-``target`` 1x3x128x128 and ``source`` 1x512, output ``output``, a 512x512 last initializer:
-the emap); other foreign files are ignored and listed.
+metadata (FaceFusion's and insightface's model files, Pytorch_Retinaface exports) is adopted
+when its I/O signature fits one recipe (:mod:`ffkit.recipes.adoption`); files that fit none
+are ignored and listed.
 """
 
 from __future__ import annotations
@@ -13,17 +13,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from ffkit.recipes import REGISTRY, get_recipe
+from ffkit.recipes.adoption import resolve
 from ffkit.recipes.errors import ArtifactError, FfkitError
 from ffkit.recipes.inswapper.emap import choose_emap, emap_of
 from ffkit.recipes.onnx_file import ModelInfo, read_model_info
 from ffkit.recipes.spec import Recipe
 
-__all__ = ["ROLES", "PREFERENCE", "ModelRef", "ModelSelection", "identify", "scan_models",
+__all__ = ["ROLES", "PREFERENCE", "ModelRef", "ModelSelection", "identify", "scan_models", "check_pair",
            "require_role", "pick_models", "read_emap"]
 
 ROLES = ("detector", "embedder", "swapper", "enhancer")
@@ -31,13 +31,10 @@ ROLES = ("detector", "embedder", "swapper", "enhancer")
 #: Within a role, which recipe wins when a folder holds several (best first).
 PREFERENCE = {
     "detector": ("retinaface_resnet50", "retinaface_mobilenet0.25"),
-    "embedder": ("arcface_iresnet100", "arcface_iresnet50", "arcface_iresnet18"),
+    "embedder": ("arcface_iresnet100", "arcface_iresnet50", "arcface_iresnet18", "simswap_arcface"),
     "swapper": ("inswapper_128", "simswap_512", "simswap_224"),
     "enhancer": ("gfpgan_v1.4",),
 }
-
-FOREIGN_INSWAPPER = "inswapper_128"
-
 
 @dataclass(frozen=True)
 class ModelRef:
@@ -81,40 +78,41 @@ class ModelSelection:
         return [(role, ref) for role in ROLES if (ref := getattr(self, role)) is not None]
 
 
-def _dims_match(shape: Sequence, want: Sequence[int]) -> bool:
-    """Fixed dims equal; the batch axis may also be symbolic or unknown."""
-    return len(shape) == len(want) and all(
-        have == need or (i == 0 and not isinstance(have, int)) for i, (have, need) in enumerate(zip(shape, want)))
+def _precision(info: ModelInfo) -> str:
+    """``fp32`` / ``fp16`` / ``int8`` of a file that records no variant, read from its graph."""
+    ops = {op for _, op in info.op_types}
+    if ops & {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul"}:
+        return "int8"
+    return "fp16" if info.inputs and info.inputs[0].elem_type == 10 else "fp32"
 
 
-def _looks_like_inswapper(info: ModelInfo) -> bool:
-    ins = {t.name: t for t in info.inputs}
-    if set(ins) != {"target", "source"} or [t.name for t in info.outputs] != ["output"]:
-        return False
-    return (_dims_match(ins["target"].shape, (1, 3, 128, 128)) and _dims_match(ins["source"].shape, (1, 512))
-            and choose_emap(info.initializers) is not None)
+def identify(path: str | os.PathLike, strict: bool = True, role: str | None = None,
+             recipe_name: str | None = None) -> ModelRef | None:
+    """What the ONNX file at ``path`` is: an ffkit artifact (its recorded recipe), or a file
+    ffkit did not make, adopted by its I/O signature (:func:`ffkit.recipes.adoption.resolve`:
+    ``recipe_name`` if given, else guessed among the recipes of ``role``). An inswapper-style
+    file must hold its emap (insightface reads the last initializer).
 
-
-def identify(path: str | os.PathLike, strict: bool = True) -> ModelRef | None:
-    """What the ONNX file at ``path`` is, or None for a foreign file ffkit does not know.
+    Returns None for a file that fits no recipe (or several) when not ``strict``.
 
     Raises:
-        ArtifactError: unreadable/truncated file, or (when ``strict``) one recording a recipe
-        this ffkit lacks (not strict: None).
+        ArtifactError: unreadable/truncated file; when ``strict``, also a file recording a recipe
+            this ffkit lacks, or one that fits no recipe, several, or not ``recipe_name``.
     """
     path = Path(path)
     info = read_model_info(path)
-    name = info.metadata.get("ffkit.recipe")
-    if name is not None:
-        if name not in REGISTRY:
-            if not strict:
-                return None
-            raise ArtifactError(f"{path}: records recipe {name!r}, which this ffkit does not know")
-        return ModelRef(path, get_recipe(name), info.metadata.get("ffkit.variant", "fp32"), False, info)
-    if _looks_like_inswapper(info):
-        precision = "fp16" if info.inputs[0].elem_type == 10 else "fp32"
-        return ModelRef(path, get_recipe(FOREIGN_INSWAPPER), precision, True, info)
-    return None
+    try:
+        recipe, origin = resolve(info, recipe_name, role)
+        if origin is not None and recipe.family == "inswapper" and choose_emap(info.initializers) is None:
+            raise ArtifactError(f"{path}: looks like an inswapper_128 file but holds no emap (insightface reads it "
+                                "as the last 512x512 initializer)")
+    except FfkitError:
+        if strict:
+            raise
+        return None
+    if origin is None:
+        return ModelRef(path, recipe, info.metadata.get("ffkit.variant", "fp32"), False, info)
+    return ModelRef(path, recipe, _precision(info), True, info)
 
 
 def scan_models(folder: str | os.PathLike) -> tuple[list[ModelRef], list[Path]]:
@@ -145,13 +143,12 @@ def _recipes_of(role: str) -> str:
     return ", ".join(r.name for r in REGISTRY.values() if r.role == role)
 
 
-def require_role(path: str | os.PathLike, role: str, option: str) -> ModelRef:
-    """The artifact at ``path``, which must be a ``role``; otherwise a one-line error naming it."""
+def require_role(path: str | os.PathLike, role: str, option: str, recipe_name: str | None = None) -> ModelRef:
+    """The model at ``path``, which must be a ``role``: an ffkit artifact of that role, or a file
+    ffkit did not make that fits one of the role's recipes (``recipe_name`` says which, else it
+    is guessed); otherwise a one-line error naming the file."""
     path = Path(path)
-    ref = identify(path)
-    if ref is None:
-        raise ArtifactError(f"{path}: records no ffkit recipe and is not an inswapper_128-style file; "
-                            f"{option} needs {_a(role)} ({_recipes_of(role)})")
+    ref = identify(path, role=role, recipe_name=recipe_name)
     if ref.role != role:
         raise ArtifactError(f"{path}: is {_a(ref.role)} artifact ({ref.recipe.name}), "
                             f"but {option} needs {_a(role)} ({_recipes_of(role)})")
@@ -183,6 +180,34 @@ def _missing(folder: Path, role: str, refs: list[ModelRef]) -> FfkitError:
     return FfkitError(f"{folder}: no {role} artifact ({_recipes_of(role)}) in the models folder; it has: {have}")
 
 
+def check_pair(embedder: ModelRef, swapper: ModelRef) -> None:
+    """One line naming both files unless ``embedder`` produces the identity space ``swapper``
+    consumes (inswapper's emap expects insightface's ArcFace, SimSwap its own netArc)."""
+    want, have = swapper.recipe.identity_space, embedder.recipe.identity_space
+    if want is not None and have != want:
+        raise FfkitError(f"{embedder.path.name} ({embedder.recipe.name}) produces {have or 'unknown'} identities but "
+                         f"{swapper.path.name} ({swapper.recipe.name}) consumes {want}; use an embedder of "
+                         f"{_producers(want)}")
+
+
+def _producers(space: str) -> str:
+    return ", ".join(r.name for r in REGISTRY.values() if r.role == "embedder" and r.identity_space == space)
+
+
+def _embedder_for(swapper: ModelRef, refs: list[ModelRef], variant: str | None, folder: Path,
+                  notes: list[str]) -> ModelRef:
+    """The best embedder in the folder that produces the identity space ``swapper`` consumes."""
+    space = swapper.recipe.identity_space
+    fitting = [r for r in refs if r.role == "embedder" and (space is None or r.recipe.identity_space == space)]
+    best = _choose(fitting, "embedder", variant, folder, notes)
+    if best is None:
+        there = ", ".join(f"{r.path.name} ({r.recipe.identity_space})" for r in refs if r.role == "embedder")
+        raise FfkitError(f"{folder}: {swapper.path.name} ({swapper.recipe.name}) consumes {space} identities and no "
+                         f"embedder there produces them (has: {there or 'none'}); build one of {_producers(space)}")
+    check_pair(best, swapper)
+    return best
+
+
 def pick_models(folder: str | os.PathLike, *, swapper: str | None = None, variant: str | None = None,
                 enhance: bool = False, need_swapper: bool = True) -> ModelSelection:
     """Choose one artifact per role from ``folder``.
@@ -197,18 +222,25 @@ def pick_models(folder: str | os.PathLike, *, swapper: str | None = None, varian
         enhance: also pick the enhancer (GFPGAN).
         need_swapper: False to pick only detector and embedder (``--reference`` matching).
 
+    The embedder is the best one producing the identity space the swapper consumes
+    (``Recipe.identity_space``: insightface's ArcFace for inswapper, SimSwap's own for SimSwap).
+
     Raises:
-        FfkitError: the folder lacks a needed role, or ``swapper`` names a file of another role.
+        FfkitError: the folder lacks a needed role or an embedder of the swapper's identity space,
+            or ``swapper`` names a file of another role.
     """
     folder = Path(folder)
     refs, ignored = scan_models(folder)
-    notes = [f"ignored {p.name}: not an artifact of a known recipe, nor an inswapper_128-style file"
-             for p in ignored]
+    notes = [f"ignored {p.name}: records no ffkit recipe and its I/O fits no single recipe" for p in ignored]
     chosen: dict[str, ModelRef | None] = {}
     for role in ("detector", "embedder"):
+        if role == "embedder" and need_swapper:
+            continue  # chosen after the swapper: it must produce the identities the swapper consumes
         chosen[role] = _choose(refs, role, variant, folder, notes)
         if chosen[role] is None:
             raise _missing(folder, role, refs)
+    if need_swapper and not any(r.role == "embedder" for r in refs):
+        raise _missing(folder, "embedder", refs)
     chosen["swapper"] = None
     if need_swapper:
         if swapper is None:
@@ -233,6 +265,8 @@ def pick_models(folder: str | os.PathLike, *, swapper: str | None = None, varian
                 raise FfkitError(f"--swapper {swapper}: neither a swapper recipe ({_recipes_of('swapper')}), "
                                  f"nor a file in {folder}, nor an ONNX file")
             chosen["swapper"] = require_role(path, "swapper", "--swapper")
+    if chosen["swapper"] is not None:
+        chosen["embedder"] = _embedder_for(chosen["swapper"], refs, variant, folder, notes)
     chosen["enhancer"] = None
     if enhance:
         chosen["enhancer"] = _choose(refs, "enhancer", variant, folder, notes)

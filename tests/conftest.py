@@ -8,9 +8,10 @@ import pytest
 import reference
 
 #: Recipes whose export takes tens of seconds on 2 cores.
-SLOW = {"retinaface_resnet50", "arcface_iresnet50", "arcface_iresnet100", "gfpgan_v1.4", "simswap_512", "inswapper_128"}
+SLOW = {"retinaface_resnet50", "arcface_iresnet50", "arcface_iresnet100", "gfpgan_v1.4", "simswap_512", "inswapper_128",
+        "simswap_arcface"}
 ALL = ["retinaface_mobilenet0.25", "retinaface_resnet50", "arcface_iresnet18", "arcface_iresnet50",
-       "arcface_iresnet100", "gfpgan_v1.4", "simswap_224", "simswap_512", "inswapper_128"]
+       "arcface_iresnet100", "gfpgan_v1.4", "simswap_224", "simswap_512", "inswapper_128", "simswap_arcface"]
 
 
 def recipe_params(names=ALL):
@@ -26,6 +27,8 @@ class Artifacts:
         self._exports = {}
 
     def checkpoint(self, name: str) -> Path:
+        """The seed-0 file in the published layout (``reference.write_published``: a whole
+        ``torch.save(model)`` with the original class names for a ``pickled_module`` recipe)."""
         path = self.root / f"{name}.pth"
         if not path.exists():
             reference.write_published(name, path)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
+import types
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,10 +35,58 @@ def cases(name: str) -> list[tuple[list[np.ndarray], list[np.ndarray]]]:
             for case in sidecar["cases"]]
 
 
-def write_published(name: str, path: Path) -> Path:
-    """Write the seed-0 fill in the published checkpoint layout (e.g. ``{'params_ema': sd}``)."""
+#: How the published whole-module pickles name the classes of ffkit's rebuilds (ffkit class -> theirs).
+PICKLED_NAMES = {"simswap_arcface": ("models.arcface_models", {"IRSEResNet": "ResNet", "IRBlock": "IRBlock",
+                                                               "SEBlock": "SEBlock"})}
+
+
+@contextmanager
+def pickled_as(model, module_name: str, names: dict[str, str]):
+    """Inside the block, each submodule of ``model`` whose class is named like a key of ``names``
+    is an instance of a subclass importable as ``module_name.<value>`` (fake modules in
+    ``sys.modules``), so ``torch.save(model)`` pickles it as the original code's file does.
+    Everything is put back on exit."""
+    fake, made = types.ModuleType(module_name), {}
+    for m in model.modules():
+        cls = type(m)
+        if cls.__name__ in names:
+            if cls not in made:
+                made[cls] = type(names[cls.__name__], (cls,), {"__module__": module_name})
+                setattr(fake, made[cls].__name__, made[cls])
+            m.__class__ = made[cls]
+    parts = module_name.split(".")
+    added = [".".join(parts[:i]) for i in range(1, len(parts) + 1) if ".".join(parts[:i]) not in sys.modules]
+    sys.modules.update({n: fake if n == module_name else types.ModuleType(n) for n in added})
+    try:
+        yield model
+    finally:
+        for n in added:
+            del sys.modules[n]
+        for m in model.modules():
+            if type(m) in made.values():
+                m.__class__ = type(m).__mro__[1]
+
+
+def seed0_model(name: str):
+    """ffkit's rebuild of ``name`` holding the seed-0 fill (strict keys), in eval mode."""
     import torch
 
+    from ffkit.recipes import get_recipe
+
+    model = get_recipe(name).build_model()
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in seed0_fill(name).items()}, strict=True)
+    return model
+
+
+def write_published(name: str, path: Path) -> Path:
+    """Write the seed-0 fill in the published checkpoint layout (e.g. ``{'params_ema': sd}``, or
+    ``torch.save(model)`` with the original class names for a whole pickled module)."""
+    import torch
+
+    if name in PICKLED_NAMES:
+        with pickled_as(seed0_model(name), *PICKLED_NAMES[name]) as model:
+            torch.save(model, path)
+        return path
     sd = {k: torch.from_numpy(v) for k, v in seed0_fill(name).items()}
     layout = manifest(name)["checkpoint_layout"]
     obj = {"params_ema": sd} if "params_ema" in layout else sd

@@ -79,6 +79,8 @@ def models_dir(artifacts, root: Path, swapper: str = "foreign", enhancer: bool =
         link(artifacts.export("inswapper_128", emap=root.parent / "emap.npy").path, root / "inswapper_128.fp32.onnx")
     elif swapper != "none":
         link(artifacts.export(swapper).path, root / f"{swapper}.fp32.onnx")
+        if swapper.startswith("simswap"):  # SimSwap consumes its own ArcFace's identities
+            link(artifacts.export("simswap_arcface").path, root / "simswap_arcface.fp32.onnx")
     if enhancer:
         link(artifacts.export("gfpgan_v1.4").path, root / "gfpgan_v1.4.fp32.onnx")
     return root

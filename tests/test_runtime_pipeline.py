@@ -141,8 +141,7 @@ def test_pick_by_metadata_not_file_name(artifacts, tmp_path):
     other = tmp_path / "other.onnx"
     make_foreign_inswapper(other)
     m = onnx.load(str(other))
-    m.graph.output[0].name = "y"
-    m.graph.node[-1].output[0] = "y"
+    m.graph.input[1].type.tensor_type.shape.dim[1].dim_value = 256   # a 256-d identity: fits no recipe
     onnx.save(m, str(d / "unrelated.onnx"))
     sel = pick_models(d, variant="int8")
     assert sel.detector.path.name == "swapper.onnx" and sel.detector.recipe.name == "retinaface_mobilenet0.25"
@@ -313,6 +312,7 @@ def test_simswap_224_swaps_an_image(artifacts, pool, photo, tmp_path):
     d = models_dir(artifacts, tmp_path / "m", swapper="simswap_224")
     sel = pick_models(d)
     assert sel.swapper.recipe.name == "simswap_224"
+    assert sel.embedder.recipe.name == "simswap_arcface"       # SimSwap's own identity space, not arcface_torch's
     pipe = Pipeline.from_models(sel, pool, SwapOptions(detect=DETECT, max_faces=1))
     source = pipe.prepare_source(np.ascontiguousarray(photo[:, ::-1]))
     assert source.latent.shape == (1, 512)
@@ -338,3 +338,21 @@ def test_inswapper_128_with_emap_and_gfpgan_enhance(artifacts, pool, photo, tmp_
     assert result.swapped == 1 and len(result.regions) == 2  # swap + enhance
     changed = np.any(result.image != photo, axis=2)
     assert changed.any() and not changed[~result.changed_mask()].any()
+
+
+def test_embedder_and_swapper_must_share_an_identity_space(artifacts, tmp_path):
+    from ffkit.runtime.models import check_pair, require_role
+
+    d = models_dir(artifacts, tmp_path / "m", swapper="simswap_224")
+    (d / "simswap_arcface.fp32.onnx").unlink()
+    with pytest.raises(FfkitError, match=r"simswap_224\.fp32\.onnx \(simswap_224\) consumes simswap_arcface "
+                                         r"identities and no embedder there produces them \(has: "
+                                         r"arcface_iresnet18\.fp32\.onnx \(insightface_arcface\)\)"):
+        pick_models(d)
+    arc = require_role(d / "arcface_iresnet18.fp32.onnx", "embedder", "--embedder")
+    sim = require_role(d / "simswap_224.fp32.onnx", "swapper", "--swapper")
+    with pytest.raises(FfkitError, match=r"^arcface_iresnet18\.fp32\.onnx \(arcface_iresnet18\) produces "
+                                         r"insightface_arcface identities but simswap_224\.fp32\.onnx "
+                                         r"\(simswap_224\) consumes simswap_arcface"):
+        check_pair(arc, sim)
+    check_pair(arc, require_role(models_dir(artifacts, tmp_path / "i") / "inswapper_128.onnx", "swapper", "--swapper"))

@@ -28,5 +28,6 @@ RECIPES = (
         pixels=PIXELS, output_pixels=PIXELS, crop_size=128, template="arcface_128",
         fill_overrides=((r"^style_blocks\.\d+\.style[12]\.weight$", "normal", 0, 1),),
         finalize="ffkit.recipes.inswapper.emap:attach_emap",
+        identity_space="insightface_arcface",  # insightface's w600k_r50, an arcface_torch IResNet-50
     ),
 )

@@ -35,6 +35,8 @@ def _recipe(size: int, template: str) -> Recipe:
         tolerance=Tolerance(atol=1e-4, rtol=1e-4),
         budgets=BUDGETS,
         pixels=PIXELS, output_pixels=PIXELS, crop_size=size, template=template,
+        identity_space="simswap_arcface",  # F.normalize of SimSwap's own netArc, not insightface's
+        io_aliases={"source_latent": ("source",)},  # FaceFusion names its swappers' inputs source, target
         fill_overrides=((r"^BottleNeck\.\d+\.style[12]\.linear\.weight$", "normal", 0, 0.5),),
     )
 
