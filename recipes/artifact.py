@@ -16,7 +16,6 @@ from typing import Any
 
 import onnx
 
-from .errors import ArtifactError
 from .version import __version__
 
 PREFIX = "ffkit."
@@ -61,14 +60,19 @@ def append_history(model: onnx.ModelProto, stage: str, params: dict, figures: di
     set_metadata(model, history=[*history(model), record])
 
 
-def recipe_of(model: onnx.ModelProto, path: str | os.PathLike = "model"):
-    """The :class:`Recipe` an artifact records; one-line error if it records none."""
-    from ffkit.recipes import get_recipe
+def recipe_of(model: onnx.ModelProto, path: str | os.PathLike = "model", recipe_name: str | None = None):
+    """The :class:`Recipe` of a loaded model, bound to its I/O names: the one it records, else
+    ``recipe_name``, else guessed from its I/O signature (:func:`ffkit.recipes.adoption.resolve`).
+    An adopted model (one that recorded none) gets ``ffkit.recipe``, ``ffkit.variant`` and
+    ``ffkit.adopted`` (source file, sha256, guessed or named) set in place, so whatever is
+    written from it says where it came from."""
+    from .adoption import resolve
+    from .onnx_file import model_info_of
 
-    name = get(model, "recipe")
-    if name is None:
-        raise ArtifactError(f"{path}: records no ffkit recipe (not made by ffkit export); pass --recipe")
-    return get_recipe(name)
+    recipe, origin = resolve(model_info_of(model, path), recipe_name)
+    if origin is not None:
+        set_metadata(model, recipe=recipe.name, variant=precision(model), adopted=origin)
+    return recipe
 
 
 # --------------------------------------------------------------------------- carried across stages

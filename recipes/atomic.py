@@ -41,3 +41,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+@contextlib.contextmanager
+def scratch_cwd(prefix: str = "ffkit-scratch-") -> Iterator[Path]:
+    """Run the block with the current directory set to a fresh temp folder, removed afterwards.
+
+    For library calls that write helper files into the current directory (onnxruntime's
+    ``SymbolicShapeInference`` saves ``sym_shape_infer_temp.onnx`` and ``<uuid>.data`` when its
+    model is large or its inference incomplete), so nothing lands where the user runs ffkit.
+    Paths given to the block must be absolute. Not thread-safe (the directory is per process).
+    """
+    import shutil
+
+    before = os.getcwd()
+    scratch = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        os.chdir(scratch)
+        yield scratch
+    finally:
+        os.chdir(before)
+        shutil.rmtree(scratch, ignore_errors=True)

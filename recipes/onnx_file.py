@@ -39,7 +39,11 @@ ONNX_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64,
 # ModelProto
 _M_GRAPH, _M_METADATA = 7, 14
 # GraphProto
-_G_INITIALIZER, _G_INPUT, _G_OUTPUT = 5, 11, 12
+_G_NODE, _G_INITIALIZER, _G_INPUT, _G_OUTPUT = 1, 5, 11, 12
+# NodeProto
+_N_NAME, _N_OP_TYPE, _N_DOMAIN = 3, 4, 7
+#: How many leading nodes :class:`ModelInfo` keeps (insightface's ArcFaceONNX reads the first 8).
+HEAD_NODES = 8
 # TensorProto
 _T_DIMS, _T_DATA_TYPE, _T_FLOAT_DATA, _T_NAME, _T_RAW_DATA, _T_DATA_LOCATION = 1, 2, 4, 8, 9, 14
 
@@ -78,6 +82,19 @@ class ModelInfo:
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
     initializers: tuple[InitializerInfo, ...] = ()
+    head_nodes: tuple[tuple[str, str], ...] = ()  # (name, op_type) of the first HEAD_NODES nodes
+    op_types: frozenset[tuple[str, str]] = frozenset()  # (domain, op_type) of every node ("" = ONNX)
+
+    @property
+    def parameter_count(self) -> int:
+        """Elements in all initializers (the weights; shape constants are negligible)."""
+        total = 0
+        for init in self.initializers:
+            n = 1
+            for d in init.dims:
+                n *= max(int(d), 0)
+            total += n
+        return total
 
     @property
     def last_initializer(self) -> InitializerInfo | None:
@@ -198,6 +215,8 @@ def _scan(buf, path: Path) -> ModelInfo:
     inputs: list[TensorInfo] = []
     outputs: list[TensorInfo] = []
     initializers: list[InitializerInfo] = []
+    head: list[tuple[str, str]] = []
+    op_types: set[tuple[str, str]] = set()
     saw_graph = False
     for num, wire, a, b in _fields(buf, 0, len(buf)):
         if num == _M_METADATA and wire == 2:
@@ -213,7 +232,21 @@ def _scan(buf, path: Path) -> ModelInfo:
             for gnum, gwire, ga, gb in _fields(buf, a, b):
                 if gwire != 2:
                     continue
-                if gnum == _G_INPUT:
+                if gnum == _G_NODE:
+                    name = op = domain = ""
+                    for nnum, nwire, na, nb in _fields(buf, ga, gb):
+                        if nwire != 2:
+                            continue
+                        if nnum == _N_NAME:
+                            name = _text(buf, na, nb)
+                        elif nnum == _N_OP_TYPE:
+                            op = _text(buf, na, nb)
+                        elif nnum == _N_DOMAIN:
+                            domain = _text(buf, na, nb)
+                    op_types.add((domain, op))
+                    if len(head) < HEAD_NODES:
+                        head.append((name, op))
+                elif gnum == _G_INPUT:
                     inputs.append(_value_info(buf, ga, gb))
                 elif gnum == _G_OUTPUT:
                     outputs.append(_value_info(buf, ga, gb))
@@ -221,7 +254,8 @@ def _scan(buf, path: Path) -> ModelInfo:
                     initializers.append(_initializer(buf, ga, gb))
     if not saw_graph or not outputs:
         raise ValueError("no graph")
-    return ModelInfo(path, metadata, tuple(inputs), tuple(outputs), tuple(initializers))
+    return ModelInfo(path, metadata, tuple(inputs), tuple(outputs), tuple(initializers), tuple(head),
+                     frozenset(op_types))
 
 
 def check_onnx_path(path: str | os.PathLike) -> Path:
@@ -306,3 +340,22 @@ def dynamic_dims(model) -> dict[str, dict[int, str]]:
         if named:
             found[vi.name] = named
     return found
+
+
+def model_info_of(model, path: str | os.PathLike = "in-memory model") -> ModelInfo:
+    """The :class:`ModelInfo` of an already loaded ``onnx.ModelProto`` (no offsets: the weights
+    are in memory), so a proto and a file are described, and matched, the same way."""
+
+    def tensor_info(vi) -> TensorInfo:
+        dims = []
+        for d in vi.type.tensor_type.shape.dim:
+            dims.append(d.dim_value if d.HasField("dim_value") else (d.dim_param or None))
+        return TensorInfo(vi.name, tuple(dims), vi.type.tensor_type.elem_type)
+
+    graph = model.graph
+    return ModelInfo(
+        Path(path), {p.key: p.value for p in model.metadata_props},
+        tuple(tensor_info(vi) for vi in graph.input), tuple(tensor_info(vi) for vi in graph.output),
+        tuple(InitializerInfo(i.name, tuple(i.dims), i.data_type) for i in graph.initializer),
+        tuple((n.name, n.op_type) for n in graph.node[:HEAD_NODES]),
+        frozenset((n.domain, n.op_type) for n in graph.node))

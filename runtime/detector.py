@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from ffkit.recipes.retinaface import MIN_SIZES, PIXELS, STEPS, VARIANCES
+from ffkit.recipes.retinaface import MIN_SIZES, OUTPUTS, PIXELS, STEPS, VARIANCES
 from ffkit.recipes.spec import PixelFormat
 
 from .retinaface_decode import Detections, detect_faces
@@ -79,10 +79,11 @@ class Detector:
 
     def raw(self, image: np.ndarray) -> dict[str, np.ndarray]:
         """Run the network on ``image`` (``H x W x 3`` uint8 BGR, fed at its size):
-        ``{'loc': 1xAx4, 'conf': 1xAx2, 'landms': 1xAx10}`` float32."""
+        ``{'loc': 1xAx4, 'conf': 1xAx2, 'landms': 1xAx10}`` float32, keyed by the recipe's names
+        in output order whatever the file calls them (``landmarks`` in some exports)."""
         x = self.pixels.to_tensor(image).astype(self.input_dtype, copy=False)
         outs = self.session.run(self.output_names, {self.input_name: x})
-        return {name: np.asarray(o, dtype=np.float32) for name, o in zip(self.output_names, outs)}
+        return {spec.name: np.asarray(o, dtype=np.float32) for spec, o in zip(OUTPUTS, outs)}
 
     def detect(self, image: np.ndarray, params: DetectParams = DetectParams()) -> Detections:
         """Faces in ``image`` (``H x W x 3`` uint8 BGR).

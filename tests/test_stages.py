@@ -427,3 +427,32 @@ def test_report_png_rows(tmp_path):
     assert sheet.shape == (384, 192 * 5, 3)
     import cv2
     assert cv2.imread(str(write_png(tmp_path / "r.png", sheet))).shape == sheet.shape
+
+
+# --------------------------------------------------------------------------- chains
+
+
+@pytest.mark.parametrize("name", recipe_params())
+def test_int8_of_an_optimized_artifact(name, chain, calib, tmp_path):
+    """``optimize`` then ``quantize --int8``: the fused FusedConv nodes are undone first, so the
+    result is the INT8 model of the same arithmetic as the simplified graph's INT8 (figures
+    within a small factor of each other), with no onnxruntime-specific op left."""
+    sim, opt = chain.run(name)
+    settings = dict(calib=calib[0], samples=3, eval_samples=1, progress=False)
+    from_opt = Int8Stage(**settings).run(opt.path, tmp_path / "from_opt.onnx")
+    from_sim = Int8Stage(**settings).run(sim.path, tmp_path / "from_sim.onnx")
+    model = onnx.load(str(from_opt.path))
+    assert {n.domain for n in model.graph.node} <= {"", "ai.onnx"}
+    assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    for output, figs in from_opt.figures["accuracy"].items():
+        other = from_sim.figures["accuracy"][output]
+        assert np.isfinite(figs["rel_l2"]) and figs["rel_l2"] <= 1.5 * other["rel_l2"] + 1e-3, (output, figs, other)
+
+
+def test_int8_of_a_cpu_bound_artifact_is_one_clear_line(chain, calib, tmp_path):
+    sim, _ = chain.run("retinaface_mobilenet0.25")
+    bound = OptimizeStage(level="all").run(sim.path, tmp_path / "all.onnx")
+    result = CliRunner().invoke(app, ["quantize", str(bound.path), "-o", str(tmp_path / "q.onnx"), "--int8",
+                                      "--calib", str(calib[0])])
+    assert_one_line_error(result, "all.onnx: holds onnxruntime-specific ops", "quantize the exported or simplified")
+    assert not (tmp_path / "q.onnx").exists()

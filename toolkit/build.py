@@ -28,6 +28,7 @@ from typing import Any, Callable
 from ffkit.recipes import artifact, onnx_file
 from ffkit.recipes.errors import FfkitError
 from ffkit.recipes.version import __version__
+from ffkit.validation.face_metrics import photo_inputs
 from ffkit.validation.parity import judge
 
 from .fp16 import Fp16Stage
@@ -189,6 +190,8 @@ def build(recipe_name: str, checkpoint: str | os.PathLike, outdir: str | os.Path
         sample_inputs = sample_set(recipe, model_shape_sets(ref_model, recipe)).samples
         calib_inputs = held_out or (calibration.samples[: opts.verify_samples] if calibration else [])
         calib_kind = "held-out" if held_out else "calibration (in-sample)"
+        if not calib_inputs and photo_inputs(recipe):   # a detector's budget is judged on real faces
+            calib_inputs, calib_kind = photo_inputs(recipe), "bundled photo"
         reference = {"sample": run_onnx(ref_model, sample_inputs),
                      "calib": run_onnx(ref_model, calib_inputs) if calib_inputs else []}
         del ref_model
@@ -211,7 +214,7 @@ def build(recipe_name: str, checkpoint: str | os.PathLike, outdir: str | os.Path
             refs = reference["sample"] + (reference["calib"] if kind != "fp32" else [])
             budget = {"fp16": opts.fp16, "int8": opts.int8}.get(kind)
             checks = judge(recipe, kind, run_onnx(tmp_out, inputs), refs,
-                           budget=budget.budget if budget is not None else None)
+                           budget=budget.budget if budget is not None else None, inputs=inputs)
             entry = _summary(res.variant, checks, kind)
             entry.update(size_bytes=res.size_bytes, size_ratio=round(res.size_bytes / fp32_size, 4),
                          verified_on=f"{len(sample_inputs)} sample input(s)" +

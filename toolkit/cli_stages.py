@@ -20,6 +20,12 @@ from .optimize import OptimizeStage
 from .simplify import SimplifyStage
 
 
+def recipe_option():
+    """``--recipe NAME``: the recipe of an ONNX file ffkit did not make (else guessed from its I/O)."""
+    return typer.Option(None, "--recipe", help="Recipe of a file ffkit did not make (default: guessed from its I/O "
+                                                 "signature; see `ffkit recipes`).")
+
+
 def _stage_table(result, title: str, extra: dict[str, str] | None = None) -> Table:
     """A two-column table of what a stage wrote."""
     table = Table(title=title, show_header=False)
@@ -53,14 +59,15 @@ def _accuracy_rows(accuracy: dict) -> dict[str, str]:
 @app.command("simplify")
 @friendly
 def simplify_cmd(
-    model: Path = typer.Argument(..., help="FP32 ffkit artifact (.onnx)."),
+    model: Path = typer.Argument(..., help="FP32 ONNX model: an ffkit artifact or a file ffkit did not make."),
     output: Path = typer.Option(..., "-o", "--output", help="ONNX file to write."),
     skip_fuse_bn: bool = typer.Option(False, "--skip-fuse-bn", help="Keep BatchNorm nodes."),
     onnxsim_check: int = typer.Option(SimplifyStage.onnxsim_check, "--onnxsim-check", help="onnxsim's own random checks (default off)."),
+    recipe: Optional[str] = recipe_option(),
 ):
     """onnxsim with the dynamic axes kept, checked against MODEL at two input shapes."""
     with err.status("simplifying"):
-        result = SimplifyStage(skip_fuse_bn=skip_fuse_bn, onnxsim_check=onnxsim_check).run(model, output)
+        result = SimplifyStage(skip_fuse_bn=skip_fuse_bn, onnxsim_check=onnxsim_check).run(model, output, recipe=recipe)
     nodes = result.figures["nodes"]
     out.print(_stage_table(result, f"simplify {model}", {"nodes": f"{nodes[0]} -> {nodes[1]}",
                                                          "parity": _parity_text(result.figures["parity"])}))
@@ -69,14 +76,15 @@ def simplify_cmd(
 @app.command("optimize")
 @friendly
 def optimize_cmd(
-    model: Path = typer.Argument(..., help="FP32 ffkit artifact (.onnx)."),
+    model: Path = typer.Argument(..., help="FP32 ONNX model: an ffkit artifact or a file ffkit did not make."),
     output: Path = typer.Option(..., "-o", "--output", help="ONNX file to write."),
     level: str = typer.Option(OptimizeStage.level, "--level",
                               help="basic | extended (portable, default) | all (bound to this CPU and provider)."),
+    recipe: Optional[str] = recipe_option(),
 ):
     """onnxoptimizer passes plus onnxruntime's offline graph optimisation, checked against MODEL."""
     with err.status("optimizing"):
-        result = OptimizeStage(level=level).run(model, output)
+        result = OptimizeStage(level=level).run(model, output, recipe=recipe)
     nodes = result.figures["nodes"]
     extra = {"nodes": f"{nodes[0]} -> {nodes[1]}", "parity": _parity_text(result.figures["parity"])}
     if "bound_to" in result.figures:
@@ -88,7 +96,7 @@ def optimize_cmd(
 @app.command("quantize")
 @friendly
 def quantize_cmd(
-    model: Path = typer.Argument(..., help="FP32 ffkit artifact (.onnx), ideally simplified."),
+    model: Path = typer.Argument(..., help="FP32 ONNX model (ffkit artifact or not), ideally simplified."),
     output: Path = typer.Option(..., "-o", "--output", help="ONNX file to write."),
     fp16: bool = typer.Option(False, "--fp16", help="Float16 weights/arithmetic, float32 inputs and outputs."),
     int8: bool = typer.Option(False, "--int8", help="Static INT8 (QDQ), calibrated on --calib."),
@@ -103,6 +111,7 @@ def quantize_cmd(
     auto_exclude: bool = typer.Option(False, "--auto-exclude",
                                       help="INT8: keep the worst nodes in float until the recipe's budget is met."),
     exclude: List[str] = typer.Option([], "--exclude", help="INT8: node name kept in float (repeat)."),
+    recipe: Optional[str] = recipe_option(),
 ):
     """Reduce precision: --fp16, or --int8 --calib DIR (one of the two)."""
     if fp16 == int8:
@@ -111,7 +120,7 @@ def quantize_cmd(
         raise FfkitError("choose exactly one of --fp16 and --int8")
     if fp16:
         with err.status("converting to float16"):
-            result = Fp16Stage(keep_float32=tuple(keep_float32)).run(model, output)
+            result = Fp16Stage(keep_float32=tuple(keep_float32)).run(model, output, recipe=recipe)
         kept = result.figures["nodes_kept"]
         reasons = [why.split(":")[0] for why in kept.values()]
         ops = result.figures["op_types_beyond_converter_default"]
@@ -122,7 +131,7 @@ def quantize_cmd(
     else:
         stage = Int8Stage(calib=calib, latents=calib_latents, method=method, per_channel=per_channel,
                           samples=samples, auto_exclude=auto_exclude, exclude_nodes=tuple(exclude))
-        result = stage.run(model, output)
+        result = stage.run(model, output, recipe=recipe)
         f = result.figures
         t = f["types"]
         extra = {"size ratio": f"{f['size_ratio'] * 100:.1f}% of FP32",
@@ -144,7 +153,7 @@ def verify_cmd(
     calib: Optional[Path] = typer.Option(None, "--calib", help="Folder of images (as for INT8 calibration)."),
     calib_latents: Optional[Path] = typer.Option(None, "--calib-latents", help="Swappers: K x 512 latents .npy."),
     samples: int = typer.Option(8, "--samples", help="At most this many samples from the folder."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="Recipe, if the candidate records none."),
+    recipe: Optional[str] = recipe_option(),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON here."),
 ):
     """Compare CANDIDATE with a reference, output by output; exit 3 if it misses its criterion."""

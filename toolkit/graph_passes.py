@@ -12,6 +12,11 @@ It costs 7-13 % of ArcFace IResNet's FP32 time and 40 % of its INT8 time. The re
 * mixed:           ``PRelu(x) = Relu(x) + Min(x, 0) * s``
 
 A PRelu whose slope is not an initializer is left alone.
+
+``unfuse_contrib_ops``: undoes onnxruntime's ``extended``-level fusions ``com.microsoft``
+``FusedConv`` (Conv + optional residual Add + activation) and ``FusedGemm`` (Gemm + activation),
+so an optimized artifact can be quantized: the quantizer has no rules for contrib ops. Exact: the same arithmetic as separate
+nodes, which onnxruntime fuses again when it loads the result.
 """
 
 from __future__ import annotations
@@ -59,6 +64,76 @@ def rewrite_prelu(model: onnx.ModelProto) -> int:
         del graph.node[:]
         graph.node.extend(new_nodes)
     return count
+
+
+#: FusedConv ``activation`` -> (ONNX op, names of its float attributes in ``activation_params`` order).
+_ACTIVATIONS = {"Relu": ("Relu", ()), "Sigmoid": ("Sigmoid", ()), "Tanh": ("Tanh", ()),
+                "LeakyRelu": ("LeakyRelu", ("alpha",)), "HardSigmoid": ("HardSigmoid", ("alpha", "beta")),
+                "Clip": ("Clip", ())}
+
+
+def _activation_node(graph: onnx.GraphProto, activation: str, params: list[float], x: str, y: str,
+                     base: str) -> onnx.NodeProto:
+    op, names = _ACTIVATIONS[activation]
+    inputs = [x]
+    if op == "Clip":
+        for bound, value in zip(("min", "max"), params[:2]):
+            name = f"{base}/ffkit_clip_{bound}"
+            graph.initializer.append(numpy_helper.from_array(np.array(value, np.float32), name))
+            inputs.append(name)
+    return helper.make_node(op, inputs, [y], name=f"{base}/ffkit_{op.lower()}", **dict(zip(names, params)))
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else (value or "")
+
+
+def unfuse_contrib_ops(model: onnx.ModelProto) -> tuple[int, list[str]]:
+    """Replace every ``com.microsoft`` ``FusedConv`` (Conv [+ Add of its 4th input] + activation)
+    and ``FusedGemm`` (Gemm + activation) in ``model`` (in place) by those plain ONNX nodes.
+    Returns ``(nodes unfused, contrib op types left)``."""
+    graph = model.graph
+    new_nodes, count = [], 0
+    for node in graph.node:
+        if node.domain != "com.microsoft" or node.op_type not in ("FusedConv", "FusedGemm"):
+            new_nodes.append(node)
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        activation = _text(attrs.pop("activation", ""))
+        if node.op_type == "FusedConv":
+            params = list(attrs.pop("activation_params", []))
+        else:  # FusedGemm: activation_alpha / _beta / _gamma
+            params = [attrs.pop(k) for k in ("activation_alpha", "activation_beta", "activation_gamma") if k in attrs]
+        if activation and activation not in _ACTIVATIONS:
+            new_nodes.append(node)
+            continue
+        base, y = node.name or node.output[0], node.output[0]
+        if node.op_type == "FusedConv":
+            x, w, *rest = node.input
+            bias, residual = (list(rest) + ["", ""])[:2]
+            plain = [helper.make_node("Conv", [x, w] + ([bias] if bias else []), [f"{base}/ffkit_conv"],
+                                      name=f"{base}/ffkit_conv", **attrs)]
+            if residual:
+                plain.append(helper.make_node("Add", [plain[-1].output[0], residual], [f"{base}/ffkit_sum"],
+                                              name=f"{base}/ffkit_add"))
+        else:
+            plain = [helper.make_node("Gemm", list(node.input), [f"{base}/ffkit_gemm"], name=f"{base}/ffkit_gemm",
+                                      **attrs)]
+        if activation:
+            plain.append(_activation_node(graph, activation, params, plain[-1].output[0], y, base))
+        else:
+            plain[-1].output[0] = y
+        new_nodes += plain
+        count += 1
+    if count:
+        del graph.node[:]
+        graph.node.extend(new_nodes)
+    left = sorted({n.op_type for n in graph.node if n.domain not in ("", "ai.onnx")})
+    if not left:
+        kept = [o for o in model.opset_import if o.domain != "com.microsoft"]
+        del model.opset_import[:]
+        model.opset_import.extend(kept)
+    return count, left
 
 
 def apply_to_file(in_path: str | os.PathLike, out_path: str | os.PathLike) -> int:

@@ -36,12 +36,14 @@ import numpy as np
 import onnx
 
 from ffkit.recipes import artifact, onnx_file
-from ffkit.recipes.errors import FfkitError, ParityError
+from ffkit.recipes.atomic import scratch_cwd
+from ffkit.recipes.errors import ArtifactError, FfkitError, ParityError
 from ffkit.recipes.spec import AccuracyBudget
 from ffkit.validation import metrics
 from ffkit.validation.parity import judge
 
 from .calibrate import METHODS, cached_stats, sha256_file
+from .graph_passes import unfuse_contrib_ops
 from .hardware import VNNI_FLAGS, cpu_flags, has_vnni
 from .probe import Probe, float_node_outputs, paired_scan, value_types
 from .stage import SampleRuns, Stage, StageResult, finish, open_input, prepare_output, started, tool_versions
@@ -116,7 +118,7 @@ class Int8Stage(Stage):
                 "per_channel": self.per_channel}
 
     def run(self, in_path: str | os.PathLike, out_path: str | os.PathLike,
-            reference: SampleRuns | None = None) -> StageResult:
+            reference: SampleRuns | None = None, recipe: str | None = None) -> StageResult:
         """Read the FP32 artifact ``in_path``, write the INT8 one to ``out_path``."""
         from ffkit.validation.calibration import CalibrationError, load_calibration
 
@@ -124,7 +126,7 @@ class Int8Stage(Stage):
         if self.method not in METHODS:
             raise FfkitError(f"unknown calibration method {self.method!r} (choose {', '.join(METHODS)})")
         out_path = prepare_output(out_path, in_path)
-        src, recipe = open_input(in_path, self.name)
+        src, recipe = open_input(in_path, self.name, recipe_name=recipe)
         calibration = self.calibration
         if calibration is None:
             if self.calib is None:
@@ -134,9 +136,10 @@ class Int8Stage(Stage):
 
         with tempfile.TemporaryDirectory(dir=out_path.resolve().parent, prefix=".ffkit-int8-") as tmp:
             pre_path = Path(tmp) / "pre.onnx"
-            preprocess(in_path, pre_path)
+            to_quantize = quantizable_input(src, in_path, Path(tmp))
+            preprocess(to_quantize, pre_path)
             pre = onnx_file.load_onnx(pre_path)
-            stats, cache_path, hit = cached_stats(pre, sha256_file(in_path), calibration, cache_dir, self.progress)
+            stats, cache_path, hit = cached_stats(pre, sha256_file(to_quantize), calibration, cache_dir, self.progress)
             ranges = stats.ranges(self.method)
             types = self.types()
             excluded = list(self.exclude_nodes) + [n.name for n in pre.graph.node
@@ -148,7 +151,8 @@ class Int8Stage(Stage):
                 model = quantize(pre_path, ranges, types, exclude, Path(tmp), self.quantized_op_types())
                 if self.int8_weights_in_float_nodes and exclude:
                     int8_weights(model, exclude)
-                return model, judge(recipe, "int8", run_onnx(model, eval_feeds), float_runs, budget=self.budget)
+                return model, judge(recipe, "int8", run_onnx(model, eval_feeds), float_runs, budget=self.budget,
+                                    inputs=eval_feeds)
 
             dst, checks = attempt(excluded)
             auto = None
@@ -174,6 +178,25 @@ class Int8Stage(Stage):
         return finish(src, dst, out_path, self, start, figures, tool_versions("onnxruntime"), variant=variant)
 
 
+def quantizable_input(src: onnx.ModelProto, in_path: str | os.PathLike, tmp: Path) -> Path:
+    """The file to quantize: ``in_path`` itself, or, for an optimized artifact, a copy in ``tmp``
+    with onnxruntime's fused ``FusedConv`` nodes undone (the quantizer has no rules for contrib
+    ops). Raises a one-line ArtifactError for contrib ops that cannot be undone (``all``-level
+    layout nodes, other fusions), saying what to quantize instead."""
+    if not any(n.domain not in ("", "ai.onnx") for n in src.graph.node):
+        return Path(in_path)
+    unfused = onnx.ModelProto()
+    unfused.CopyFrom(src)
+    _, left = unfuse_contrib_ops(unfused)
+    if left:
+        raise ArtifactError(f"{in_path}: holds onnxruntime-specific ops ({', '.join(left)}) that INT8 quantization "
+                            "cannot take; quantize the exported or simplified FP32 file (or one optimized with "
+                            "--level basic)")
+    path = tmp / "unfused.onnx"
+    onnx_file.save_onnx(unfused, path)
+    return path
+
+
 def preprocess(in_path, out: Path) -> None:
     """onnxruntime's ``quant_pre_process`` of the file ``in_path`` into ``out``.
 
@@ -183,9 +206,11 @@ def preprocess(in_path, out: Path) -> None:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     last = None
+    in_path, out = Path(in_path).resolve(), Path(out).resolve()  # before the scratch directory is entered
     for skip_symbolic in (True, False):
         try:
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), _quiet():
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), _quiet(), \
+                    scratch_cwd():  # its symbolic inference may save temp files into the current directory
                 quant_pre_process(str(in_path), str(out), skip_symbolic_shape=skip_symbolic)
             return
         except Exception as err:  # noqa: BLE001 - shape inference fails on some graphs

@@ -60,7 +60,7 @@ class OptimizeStage(Stage):
     provider: str = "CPUExecutionProvider"
 
     def run(self, in_path: str | os.PathLike, out_path: str | os.PathLike,
-            reference: SampleRuns | None = None) -> StageResult:
+            reference: SampleRuns | None = None, recipe: str | None = None) -> StageResult:
         """Read the FP32 artifact ``in_path``, write the optimised one to ``out_path``."""
         import onnxoptimizer
         import onnxruntime as ort
@@ -69,7 +69,7 @@ class OptimizeStage(Stage):
             raise ArtifactError(f"unknown optimisation level {self.level!r} (choose {', '.join(LEVELS)})")
         start = started()
         out_path = prepare_output(out_path, in_path)
-        src, recipe = open_input(in_path, self.name)
+        src, recipe = open_input(in_path, self.name, recipe_name=recipe)
         passes = list(self.onnxoptimizer_passes) if self.onnxoptimizer_passes is not None else [
             p for p in onnxoptimizer.get_fuse_and_elimination_passes() if p not in _SKIP_PASSES]
         try:

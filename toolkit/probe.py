@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from ffkit.recipes.atomic import scratch_cwd
 from ffkit.runtime.sessions import create_session
 
 #: Largest initializer (elements) kept with its data for shape inference; larger ones become
@@ -64,7 +65,8 @@ def value_types(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ..
         try:
             from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-            symbolic = SymbolicShapeInference.infer_shapes(light, auto_merge=True).graph
+            with scratch_cwd():  # it may save temp files into the current directory
+                symbolic = SymbolicShapeInference.infer_shapes(light, auto_merge=True).graph
             types.update({k: v for k, v in _collect(symbolic).items() if v[1] is not None})
         except Exception:  # noqa: BLE001 - best effort
             pass

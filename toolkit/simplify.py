@@ -45,13 +45,13 @@ class SimplifyStage(Stage):
     onnxsim_check: int = 0
 
     def run(self, in_path: str | os.PathLike, out_path: str | os.PathLike,
-            reference: SampleRuns | None = None) -> StageResult:
+            reference: SampleRuns | None = None, recipe: str | None = None) -> StageResult:
         """Read the FP32 artifact ``in_path``, write the simplified one to ``out_path``."""
         import onnxsim
 
         start = started()
         out_path = prepare_output(out_path, in_path)
-        src, recipe = open_input(in_path, self.name)
+        src, recipe = open_input(in_path, self.name, recipe_name=recipe)
         test_shapes = {t.name: list(t.concrete_shape(recipe.sample_dims)) for t in recipe.inputs}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -84,19 +84,23 @@ class Stage:
                 if f.metadata.get("record", True)}
 
     def run(self, in_path: str | os.PathLike, out_path: str | os.PathLike,
-            reference: SampleRuns | None = None) -> StageResult:
+            reference: SampleRuns | None = None, recipe: str | None = None) -> StageResult:
         """Read the artifact ``in_path``, write this stage's artifact to ``out_path`` atomically.
 
         ``reference``: ``in_path``'s sample runs when the caller has them (a previous stage's
-        :attr:`StageResult.runs`), so FP32 stages need not run their input again."""
+        :attr:`StageResult.runs`), so FP32 stages need not run their input again.
+        ``recipe``: the recipe of an input ffkit did not make (default: guessed from its I/O)."""
         raise NotImplementedError
 
 
-def open_input(path: str | os.PathLike, stage: str, accept: Iterable[str] = ("fp32",)):
-    """Load a stage's input: ``(model, recipe)``; one-line errors for a non-ONNX, truncated or
-    recipe-less file, or one of a precision the stage cannot take (e.g. INT8 of an FP16 model)."""
+def open_input(path: str | os.PathLike, stage: str, accept: Iterable[str] = ("fp32",),
+               recipe_name: str | None = None):
+    """Load a stage's input: ``(model, recipe)``. A file ffkit did not make is adopted: its
+    recipe is ``recipe_name`` or guessed from its I/O (:func:`ffkit.recipes.artifact.recipe_of`).
+    One-line errors for a non-ONNX or truncated file, one that fits no recipe, or one of a
+    precision the stage cannot take (e.g. INT8 of an FP16 model)."""
     model = onnx_file.load_onnx(path)
-    recipe = artifact.recipe_of(model, path)
+    recipe = artifact.recipe_of(model, path, recipe_name)
     found, accept = artifact.precision(model), tuple(accept)
     if found not in accept:
         label = {"int8": "INT8 quantization", "fp16": "FP16 conversion"}.get(stage, stage)
@@ -147,8 +151,16 @@ def check_dynamic_axes(src: onnx.ModelProto, dst: onnx.ModelProto, recipe, out_p
 
 
 def model_shape_sets(model: onnx.ModelProto, recipe) -> list[dict[str, int]]:
-    """:func:`~ffkit.validation.parity.shape_sets` for the dynamic axes ``model`` really has."""
-    named = {p for axes in onnx_file.dynamic_dims(model).values() for p in axes.values()}
+    """:func:`~ffkit.validation.parity.shape_sets` for the axes ``model`` really leaves dynamic:
+    each axis the recipe names (``N``, ``H``, ``W``) whose graph input dim is not a fixed value,
+    whatever the file calls it."""
+    dims = {vi.name: vi.type.tensor_type.shape.dim for vi in model.graph.input}
+    named = set()
+    for spec in recipe.inputs:
+        have = dims.get(spec.name)
+        for axis, want in enumerate(spec.shape):
+            if isinstance(want, str) and have is not None and axis < len(have) and not have[axis].HasField("dim_value"):
+                named.add(want)
     return shape_sets(recipe, named)
 
 

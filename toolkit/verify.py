@@ -29,6 +29,7 @@ import onnx
 from ffkit.recipes import artifact, onnx_file
 from ffkit.recipes.errors import ArtifactError
 from ffkit.runtime.sessions import create_session, run_session
+from ffkit.validation.face_metrics import photo_inputs
 from ffkit.validation.parity import OutputCheck, judge
 
 
@@ -106,11 +107,10 @@ def verify(candidate: str | os.PathLike, reference: str | os.PathLike, *, inputs
     folder of images or ``.npy``/``.npz`` tensors (at most ``samples`` used); without it, the
     recipe's sample inputs at two shapes.
     """
-    from ffkit.recipes import get_recipe
     from ffkit.validation.calibration import load_calibration
 
     cand_model = onnx_file.load_onnx(candidate)
-    recipe = get_recipe(recipe_name) if recipe_name else artifact.recipe_of(cand_model, candidate)
+    recipe = artifact.recipe_of(cand_model, candidate, recipe_name)
     reference = Path(reference)
     ref_is_onnx = reference.suffix.lower() == ".onnx"
     if ref_is_onnx:
@@ -128,9 +128,12 @@ def verify(candidate: str | os.PathLike, reference: str | os.PathLike, *, inputs
         described = "recipe sample inputs (seed 0) at " + "; ".join(
             "x".join(map(str, s[recipe.inputs[0].name].shape)) for s in data.samples)
     kind = artifact.precision(cand_model)
+    if inputs is None and kind != "fp32" and photo_inputs(recipe):   # a detector's budget is judged on faces
+        data.samples += photo_inputs(recipe)
+        described += " + the bundled photo"
     got = run_onnx(cand_model, data.samples)
     del cand_model
     expected = run_onnx(ref_model, data.samples) if ref_is_onnx else run_checkpoint(recipe, reference, data.samples)
     report = VerifyReport(str(candidate), str(reference), recipe.name, kind, described, len(data))
-    report.outputs = judge(recipe, kind, got, expected)
+    report.outputs = judge(recipe, kind, got, expected, inputs=data.samples)
     return report

@@ -8,7 +8,11 @@ The criterion depends on the candidate's kind:
 - ``fp32`` (export, simplify, optimize): the recipe's manifest tolerance (``numpy.allclose``
   with its atol/rtol) on every element;
 - ``fp16`` / ``int8``: an accuracy budget (one metric and threshold, applied to every output),
-  the recipe's for that precision unless one is passed in.
+  the recipe's for that precision unless one is passed in. A detector's
+  :class:`~ffkit.recipes.spec.FaceBudget` is judged on the decoded faces instead
+  (:mod:`.face_metrics`: same faces, worst box IoU, worst landmark error) whenever the ``inputs``
+  are given and any of them shows a face on either side; the raw-tensor figures stay in the
+  figures, and the raw criterion holds when there is no face to judge.
 
 A candidate or reference with a NaN or infinity never passes. The test shapes come from
 :func:`shape_sets`: the recipe's sample dims and a second set moving every dynamic axis the
@@ -24,9 +28,9 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from ffkit.recipes.errors import ParityError
-from ffkit.recipes.spec import AccuracyBudget, Recipe
+from ffkit.recipes.spec import AccuracyBudget, FaceBudget, Recipe
 
-from . import metrics
+from . import face_metrics, metrics
 
 __all__ = ["OutputCheck", "ShapeParity", "output_peaks", "shape_sets", "judge", "fp32_parity"]
 
@@ -79,13 +83,16 @@ def _non_finite(runs: Sequence[Mapping[str, np.ndarray]], name: str) -> bool:
 
 def judge(recipe: Recipe, kind: str, candidates: Sequence[Mapping[str, np.ndarray]],
           references: Sequence[Mapping[str, np.ndarray]], budget: AccuracyBudget | None = None,
-          what: str = "the reference") -> list[OutputCheck]:
+          what: str = "the reference", inputs: Sequence[Mapping[str, np.ndarray]] | None = None
+          ) -> list[OutputCheck]:
     """Compare runs (one ``{output: array}`` per input, candidate and reference alike) output by
     output and hold each to the criterion of ``kind`` (``fp32`` | ``fp16`` | ``int8``).
 
     Args:
         budget: the budget an ``fp16``/``int8`` candidate is held to (default: the recipe's).
         what: how messages name the reference ("PyTorch", "its input").
+        inputs: the feeds of each run (same order); a :class:`FaceBudget` needs them (the network
+            input's ``H x W`` decodes the faces), without them its raw criterion holds.
 
     Raises:
         ParityError: a candidate lacks an output, or has another shape than the reference's.
@@ -99,6 +106,16 @@ def judge(recipe: Recipe, kind: str, candidates: Sequence[Mapping[str, np.ndarra
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite runs are judged below, not warned about
         figures = metrics.compare_batches(list(candidates), list(references), output_peaks(recipe))
     budget = budget if budget is not None or kind == "fp32" else recipe.budgets.get(kind)
+    per_output, raw_note = {}, ""
+    if isinstance(budget, FaceBudget) and kind != "fp32":
+        if inputs is None:
+            raw_note = "; faces not judged: no input sizes given"
+        else:
+            faces = face_metrics.compare_faces(recipe, candidates, references, inputs, budget)
+            if faces.judged:
+                per_output = face_metrics.face_checks(recipe, figures, faces, budget, kind)
+            else:
+                raw_note = "; " + face_metrics.raw_reason(faces, budget)
     checks = []
     for name, figs in figures.items():
         bad = [side for side, runs in (("candidate", candidates), (what, references)) if _non_finite(runs, name)]
@@ -112,13 +129,15 @@ def judge(recipe: Recipe, kind: str, candidates: Sequence[Mapping[str, np.ndarra
                                       bool(excess <= 0)))
         elif budget is None:
             checks.append(OutputCheck(name, figs, f"no {kind} budget", float("nan"), True))
+        elif name in per_output:
+            checks.append(OutputCheck(name, *per_output[name]))
         elif budget.metric not in figs:
             checks.append(OutputCheck(name, figs, f"{budget.metric} n/a", float("nan"), True))
         else:
             op = ">=" if budget.higher_is_better else "<="
             value = figs[budget.metric]
-            checks.append(OutputCheck(name, figs, f"{budget.metric} {op} {budget.threshold:g} ({kind} budget)",
-                                      value, budget.passes(value)))
+            checks.append(OutputCheck(name, figs, f"{budget.metric} {op} {budget.threshold:g} ({kind} budget"
+                                      f"{raw_note})", value, budget.passes(value)))
     return checks
 
 

@@ -27,16 +27,17 @@ OVERRIDES = (
 )
 
 
-def _recipe(depth: int, atol: float) -> Recipe:
+def _recipe(depth: int, atol: float, num_params: int) -> Recipe:
     return Recipe(
         name=f"arcface_iresnet{depth}", family="arcface", role="embedder",
         summary=f"ArcFace IResNet-{depth} identity embedding (512-d)",
         inputs=INPUTS, outputs=OUTPUTS,
         architecture="ffkit.recipes.arcface.arch:build_iresnet", arch_kwargs={"depth": depth},
         tolerance=Tolerance(atol=atol, rtol=1e-4), budgets=BUDGETS, pixels=PIXELS,
-        crop_size=112, template="arcface_112",
-        sample_dims={"N": 1}, alt_dims={"N": 3}, fill_overrides=OVERRIDES,
+        crop_size=112, template="arcface_112", identity_space="insightface_arcface",
+        sample_dims={"N": 1}, alt_dims={"N": 3}, fill_overrides=OVERRIDES, num_params=num_params,
     )
 
 
-RECIPES = (_recipe(18, 1e-4), _recipe(50, 1e-4), _recipe(100, 2e-4))
+#: num_params: the manifests' parameter counts of the published backbone.pth files.
+RECIPES = (_recipe(18, 1e-4, 24_025_600), _recipe(50, 1e-4, 43_590_848), _recipe(100, 2e-4, 65_156_160))

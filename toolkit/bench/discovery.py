@@ -113,6 +113,18 @@ def _find_checkpoint(folder: Path, recipe: str) -> Path | None:
     return hits[0] if hits else None
 
 
+def _guessed_recipe(path: Path) -> str | None:
+    """The recipe a file ffkit did not make fits by its I/O signature, or None (it is then timed
+    on uniform inputs at its own shapes)."""
+    from ffkit.recipes.adoption import resolve
+    from ffkit.recipes.onnx_file import read_model_info
+
+    try:
+        return resolve(read_model_info(path))[0].name
+    except FfkitError:
+        return None
+
+
 def discover(paths: Iterable[str | os.PathLike], recipe: str | None = None,
              checkpoint: str | os.PathLike | None = None, eager: bool = True) -> list[Variant]:
     """The variants to benchmark, sorted by recipe then :data:`LABELS`.
@@ -133,7 +145,7 @@ def discover(paths: Iterable[str | os.PathLike], recipe: str | None = None,
         for file in _onnx_files(Path(raw)):
             proto = onnx_file.load_onnx(file, load_weights=False)
             meta = artifact.metadata(proto)
-            name = meta.get("ffkit.recipe") or recipe
+            name = meta.get("ffkit.recipe") or recipe or _guessed_recipe(file)
             if name is not None:
                 get_recipe(name)
             hist = json.loads(meta.get("ffkit.history", "[]"))

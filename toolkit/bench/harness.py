@@ -117,7 +117,11 @@ def _onnx_feeds(session, recipe_name: str | None, batch: int, dims: Mapping[str,
     if recipe_name:
         from ffkit.recipes import get_recipe
 
-        feeds = get_recipe(recipe_name).sample_inputs(seed=0, **named)
+        recipe = get_recipe(recipe_name)
+        feeds = recipe.sample_inputs(seed=0, **named)
+        names = [i.name for i in session.get_inputs()]
+        if set(names) != set(feeds) and len(names) == len(feeds):  # an adopted file's own input names
+            feeds = dict(zip(names, (feeds[n] for n in recipe.input_names)))
     else:
         rng = np.random.default_rng(0)
         feeds = {}
