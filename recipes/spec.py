@@ -203,6 +203,9 @@ class Recipe:
         (each becomes an empty stub); a pickle naming any other global is refused.
       identity_space: for an embedder, the identity space it produces; for a swapper, the one it
         consumes (a swapper pairs only with an embedder of its space); None for other roles.
+      source_crop: for an embedder, how a face is cropped for it: ``"own"`` (its ``template`` at
+        ``crop_size``) or ``"swapper"`` (aligned with the paired swapper's template at the
+        swapper's crop size, then resized to ``crop_size`` with nearest sampling, as SimSwap does).
     """
 
     name: str
@@ -234,6 +237,7 @@ class Recipe:
     checkpoint_format: Literal["state_dict", "pickled_module"] = "state_dict"
     pickled_classes: tuple[str, ...] = ()
     identity_space: str | None = None
+    source_crop: Literal["own", "swapper"] = "own"
 
     def __post_init__(self) -> None:
         # A frozen Recipe holds no mutable mapping: budgets and arch kwargs are read-only views.

@@ -32,14 +32,18 @@ class Embedder:
             ``N x 512`` out).
         pixels: the recipe's pixel format (RGB, (p - 127.5) / 127.5).
         crop_size, template: the recipe's aligned crop (112, ``arcface_112``).
+        align: ``(template, size)`` to align the face with first, then resize the ``size`` crop
+            to ``crop_size`` by nearest sampling (rows/columns ``(i * size) // crop_size``, as
+            ``F.interpolate`` does): SimSwap's source crop. None: ``template`` at ``crop_size``.
     """
 
     def __init__(self, session: ort.InferenceSession, *, pixels: PixelFormat, crop_size: int = 112,
-                 template: str = "arcface_112"):
+                 template: str = "arcface_112", align: tuple[str, int] | None = None):
         self.session = session
         self.pixels = pixels
         self.crop_size = int(crop_size)
         self.template = template
+        self.align = align
         inp = session.get_inputs()[0]
         self.input_name = inp.name
         self.output_name = session.get_outputs()[0].name
@@ -48,8 +52,14 @@ class Embedder:
     def crop(self, frame: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Aligned face: ``(crop_size x crop_size x 3 uint8 BGR, 2 x 3 frame -> crop matrix)``
         from ``frame`` (``H x W x 3`` uint8 BGR) and 5 landmarks (``5 x 2`` pixels)."""
-        m = norm_matrix(self.template, landmarks, self.crop_size)
-        return warp_face(frame, m, self.crop_size), m
+        if self.align is None:
+            m = norm_matrix(self.template, landmarks, self.crop_size)
+            return warp_face(frame, m, self.crop_size), m
+        template, size = self.align
+        m = norm_matrix(template, landmarks, size)
+        rows = (np.arange(self.crop_size) * size) // self.crop_size
+        crop = warp_face(frame, m, size)[rows][:, rows]
+        return np.ascontiguousarray(crop), m * (self.crop_size / size)
 
     def embed_crops(self, crops: np.ndarray) -> np.ndarray:
         """Raw (un-normalised) embeddings ``N x 512`` float32 of aligned crops

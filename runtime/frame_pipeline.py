@@ -161,8 +161,11 @@ class Pipeline:
         det_recipe = models.detector.recipe
         detector = Detector(pool.get(models.detector.path), pixels=det_recipe.pixels)
         emb = models.embedder.recipe
+        align = None
+        if emb.source_crop == "swapper" and models.swapper is not None:   # SimSwap: the swapper's crop, resized
+            align = (models.swapper.recipe.template, int(models.swapper.recipe.crop_size))
         embedder = Embedder(pool.get(models.embedder.path), pixels=emb.pixels, crop_size=emb.crop_size,
-                            template=emb.template)
+                            template=emb.template, align=align)
         swapper = None
         if models.swapper is not None:
             ref = models.swapper

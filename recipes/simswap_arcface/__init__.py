@@ -9,9 +9,10 @@ a plain state_dict of the same keys is accepted too.
 
 SimSwap's scripts align the source face to the swapper's crop (224 with the ``simswap_224`` pose
 templates, 512 with ``ffhq_512``), ImageNet-normalise it and resize it to 112 with nearest
-sampling (``F.interpolate`` default). For 224 that is every second pixel, the same as warping
-straight to 112 with the same templates (``crop_size``/``template`` below); for 512 SimSwap
-takes rows/columns ``(i * 512) // 112`` of the 512 crop. The embedding feeds simswap_224/512
+sampling (``F.interpolate`` default): rows/columns ``(i * S) // 112`` of the S-pixel crop. The
+runtime does exactly that (``source_crop="swapper"``: the paired swapper's template and crop
+size, then that nearest resize); ``crop_size``/``template`` below (112 with the 224 templates,
+every second pixel of the 224 crop) are what a lone embedding, without a swapper, uses. The embedding feeds simswap_224/512
 after L2 normalisation (``identity_space``).
 """
 
@@ -53,6 +54,6 @@ RECIPES = (
         ),
         num_params=52_193_215,
         checkpoint_format="pickled_module", pickled_classes=PICKLED_CLASSES,
-        identity_space="simswap_arcface",
+        identity_space="simswap_arcface", source_crop="swapper",
     ),
 )
