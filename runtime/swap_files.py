@@ -3,7 +3,8 @@
 Its one job is file orchestration around a :class:`~ffkit.runtime.frame_pipeline.Pipeline`
 (which does the per-frame work): :func:`check_output_path` (fail early on a bad output
 path), :func:`swap_image`, :func:`swap_video` (streamed, ordered worker pool, audio copied,
-frame count, fps and size kept; frames without a selected face pass through unchanged),
+frame count, each frame's timestamp (variable frame rate too) and exact size kept, rotated
+phone clips written upright; frames without a selected face pass through unchanged),
 :func:`swap_file` (either, by suffix), each returning a :class:`SwapSummary`. Frames are
 ``H x W x 3`` uint8 **BGR**. Outputs are written atomically: on any error no partial
 output is left.
@@ -24,7 +25,16 @@ import numpy as np
 from ffkit.recipes.errors import FfkitError
 
 from .frame_pipeline import FaceRecord, FrameResult, Pipeline, SourceFace
-from .media import VideoWriter, is_image_path, is_video_path, iter_frames, probe_video, read_image, write_image
+from .media import (
+    MediaError,
+    VideoWriter,
+    is_image_path,
+    is_video_path,
+    iter_frames,
+    probe_video,
+    read_image,
+    write_image,
+)
 
 __all__ = ["SwapSummary", "swap_image", "swap_video", "swap_file", "check_output_path"]
 
@@ -111,8 +121,11 @@ def swap_video(pipeline: Pipeline, source: SourceFace, target: str | os.PathLike
 
     Frames are decoded one by one and processed by ``workers`` threads sharing the pipeline's
     sessions, at most ``2 * workers`` frames in flight, written in order. The output keeps
-    the frame count, frame rate and size, and copies the first audio track. Frames without a
-    selected face are written unchanged.
+    the frame count (checked: frames written == frames decoded), each frame's presentation
+    timestamp (so a variable-frame-rate clip stays in sync with its audio) and the exact size,
+    and copies the first audio track. A rotated (phone) clip is decoded upright, swapped and
+    written upright without a rotation tag. Frames without a selected face are written
+    unchanged.
 
     Args:
         progress: called as ``progress(frames_done, frame_count)`` after each written frame.
@@ -127,12 +140,14 @@ def swap_video(pipeline: Pipeline, source: SourceFace, target: str | os.PathLike
     summary = SwapSummary("video", str(target), str(output), info.width, info.height,
                           fps=str(info.fps), has_audio=info.has_audio)
     workers = max(1, int(workers))
-    frames = iter_frames(target)
-    pending: deque = deque()
+    frames = iter_frames(target, timestamps=True)
+    pending: deque = deque()  # (t, future), in decode order
+    decoded = 0
 
     def finish_one(writer: VideoWriter) -> None:
-        result = pending.popleft().result()
-        writer.write(result.image)
+        t, fut = pending.popleft()
+        result = fut.result()
+        writer.write(result.image, t)
         if on_frame is not None:
             on_frame(summary.frames, result)
         summary.frames += 1
@@ -147,15 +162,18 @@ def swap_video(pipeline: Pipeline, source: SourceFace, target: str | os.PathLike
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ffkit-frame")
     try:
         with VideoWriter(output, info, audio_from=target) as writer:
-            for frame in frames:
-                pending.append(pool.submit(pipeline.process_frame, frame, source, reference))
+            for frame, t in frames:
+                decoded += 1
+                pending.append((t, pool.submit(pipeline.process_frame, frame, source, reference)))
                 while len(pending) >= 2 * workers:
                     finish_one(writer)
             while pending:
                 finish_one(writer)
+            if writer.frames_written != decoded:
+                raise MediaError(f"{output}: wrote {writer.frames_written} frames but decoded {decoded} from {target}")
             summary.has_audio = writer.has_audio
     finally:
-        for fut in pending:
+        for _, fut in pending:
             fut.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
         frames.close()

@@ -75,7 +75,7 @@ def test_round_trip_identity(src_video, tmp_path):
 
 
 def test_ntsc_rate_odd_size_and_audio_transcode(tmp_path):
-    # pcm audio in mkv cannot go into .m4v -> re-encoded to aac; odd size -> padded to even
+    # pcm audio in mkv cannot go into .m4v -> re-encoded to aac; odd size kept exactly (yuv444p)
     src = make_test_video(tmp_path / "src.mkv", frames=30, size=(95, 63),
                           fps=Fraction(30000, 1001), audio_codec="pcm_s16le")
     info = probe_video(src)
@@ -83,13 +83,14 @@ def test_ntsc_rate_odd_size_and_audio_transcode(tmp_path):
     out = tmp_path / "out.m4v"
     _, w = _copy(src, out)
     o = probe_video(out)
-    assert w.size == (96, 64) and (o.width, o.height) == (96, 64)
+    assert w.size == (95, 63) and (o.width, o.height) == (95, 63) and w.pix_fmt == "yuv444p"
     assert o.fps == Fraction(30000, 1001) and o.frame_count == 30
     assert o.audio_codec == "aac" and o.audio_sample_rate == 44100
     assert abs(_decoded_audio_seconds(out) - _decoded_audio_seconds(src)) <= 1024 / 44100
     a, b = list(iter_frames(src)), list(iter_frames(out))
     assert len(b) == 30
-    assert np.mean([np.abs(x.astype(int) - y[:63, :95]).mean() for x, y in zip(a, b)]) < 6.0
+    assert all(f.shape == (63, 95, 3) for f in b)
+    assert np.mean([np.abs(x.astype(int) - y).mean() for x, y in zip(a, b)]) < 6.0
 
 
 def test_mpeg4_fallback_without_audio(tmp_path):

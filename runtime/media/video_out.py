@@ -1,21 +1,27 @@
 """Video output for the ffkit runtime: encode BGR frames with PyAV, carrying audio over.
 
-Its one job is :class:`VideoWriter`: frames in, a constant-frame-rate yuv420p video
-out, with the first audio track of another file packet-copied (or re-encoded when
-the container can't hold it), the video codec falling back when the requested one
-is unavailable. The file is written to a temp path in the target folder and renamed
-into place only on success.
+Its one job is :class:`VideoWriter`: frames in, a video out at the input's timestamps
+(variable frame rate kept) and exact size (odd sizes too), with the first audio track of
+another file packet-copied (or re-encoded when the container can't hold it), the video
+codec falling back when the requested one is unavailable. The file is written to a temp
+path in the target folder and renamed into place only on success.
+
+Frames arrive upright (:mod:`.video_in` turns rotated phone clips upright), so the output
+carries no rotation tag. Pixel formats: libx264 writes yuv420p (what every player decodes)
+when both sides are even, and yuv444p (H.264 High 4:4:4; libx264 refuses odd sizes in
+4:2:0) when a side is odd, so the size is kept exactly; mpeg4 and libvpx(-vp9) write
+yuv420p at any size (their chroma planes round up).
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 from fractions import Fraction
 from typing import Optional
 
 import av
-import cv2
 import numpy as np
 
 from .common import MediaError, check_input_file, is_video_path, path_suffix, temp_path
@@ -137,16 +143,38 @@ def _as_rate(fps) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
+def _time_base(info: VideoInfo, fps: Fraction, codec: str) -> Fraction:
+    """The output video time base: the finest common step of the input's time base and the
+    1/fps grid (so the input's pts and exact constant-rate times are both representable,
+    e.g. 1/1000 and 1001/30000 -> 1/30000), else the input's, else 1/fps; mpeg4 allows a
+    denominator of at most 65535 (then 1/60000, ~17 us steps)."""
+    grid = 1 / fps
+    tick = Fraction(info.time_base) if info.time_base else grid
+    limit = 65535 if codec == "mpeg4" else 1 << 20
+    common = Fraction(math.gcd(tick.numerator, grid.numerator), math.lcm(tick.denominator, grid.denominator))
+    for tb in (common, tick, grid):
+        if tb.denominator <= limit:
+            return tb
+    return Fraction(1, 60000)
+
+
 class VideoWriter:
     """Stream BGR frames into a video file, copying the audio of another file.
 
     ``VideoWriter(out_path, info, audio_from=None, codec='libx264', crf=18, preset='veryfast')``
 
-    * frames: ``(info.height, info.width, 3)`` uint8 **BGR** arrays via :meth:`write`;
-    * constant frame rate exactly ``info.fps`` (frame i has pts i at time base 1/fps),
-      so the output has exactly as many frames as were written;
-    * pixel format yuv420p; odd sizes are padded by one replicated row/column to
-      even (yuv420p needs even dimensions) - ``self.size`` is the encoded (w, h);
+    * frames: ``(info.height, info.width, 3)`` uint8 **BGR** arrays via :meth:`write`,
+      upright (no rotation tag is written);
+    * timing: ``write(frame, t)`` places the frame at ``t`` seconds (e.g. the ``t`` of
+      ``iter_frames(path, timestamps=True)``), in the input's time base ``info.time_base``
+      refined to hold the exact 1/fps grid too (mpeg4: at most 1/65535), so a
+      variable-frame-rate input keeps its timestamps and its audio sync, while a time
+      within half an input tick of the grid is put on it (a 29.97 fps mkv, rounded to
+      1 ms, comes out exactly 30000/1001); ``write(frame)`` without ``t`` places it
+      1/fps after the previous one (constant ``info.fps``). Timestamps that do not increase are bumped by one tick, so
+      the output has exactly as many frames as were written (``frames_written``);
+    * size kept exactly (``self.size`` = (info.width, info.height)): yuv420p, or yuv444p
+      for odd sizes with libx264 (see the module docstring);
     * ``codec`` falls back to mpeg4 (then libvpx-vp9/libvpx) if unavailable or not
       allowed by the container; ``crf`` is the quality (libx264 crf; vp9 crf+12;
       mpeg4 qscale crf/6);
@@ -166,6 +194,8 @@ class VideoWriter:
         self.info = info
         self.fps = _as_rate(info.fps)
         self.frames_written = 0
+        self._last_pts: Optional[int] = None
+        self._last_t: Optional[Fraction] = None
         self._audio: Optional[_AudioPump] = None
         self._closed = False
         self._tmp = temp_path(self.out_path)
@@ -187,12 +217,18 @@ class VideoWriter:
             raise MediaError(f"no usable video encoder among {names} for {self.out_path}")
         self.codec = usable[0]
         w, h = int(self.info.width), int(self.info.height)
-        self.size = (w + (w & 1), h + (h & 1))
+        self.size = (w, h)
+        odd = bool(w & 1 or h & 1)
+        self.pix_fmt = "yuv444p" if odd and self.codec == "libx264" else "yuv420p"
+        self.time_base = _time_base(self.info, self.fps, self.codec)
+        # times within half an input tick of the 1/fps grid are put on it (exact CFR stays exact)
+        tick = Fraction(self.info.time_base) if self.info.time_base else None
+        self._snap = tick / 2 if tick and ((1 / self.fps) / self.time_base).denominator == 1 else None
         vs = out.add_stream(self.codec, rate=self.fps)
         vs.width, vs.height = self.size
-        vs.pix_fmt = "yuv420p"
-        vs.codec_context.time_base = 1 / self.fps
-        vs.time_base = 1 / self.fps
+        vs.pix_fmt = self.pix_fmt
+        vs.codec_context.time_base = self.time_base
+        vs.time_base = self.time_base
         if self.codec == "libx264":
             vs.codec_context.options = {"crf": str(crf), "preset": preset}
         elif self.codec.startswith("libvpx"):
@@ -231,8 +267,9 @@ class VideoWriter:
         else:
             self.abort()
 
-    def write(self, frame: np.ndarray) -> None:
-        """Append one ``(info.height, info.width, 3)`` uint8 **BGR** frame."""
+    def write(self, frame: np.ndarray, t=None) -> None:
+        """Append one ``(info.height, info.width, 3)`` uint8 **BGR** frame, shown at ``t``
+        seconds (Fraction/float; None: 1/fps after the previous frame, 0 for the first)."""
         if self._closed:
             raise MediaError(f"VideoWriter for {self.out_path} is already closed")
         frame = np.asarray(frame)
@@ -240,16 +277,23 @@ class VideoWriter:
             raise MediaError(
                 f"frame {self.frames_written} for {self.out_path}: expected "
                 f"({self.info.height}, {self.info.width}, 3) uint8 BGR, got {frame.shape} {frame.dtype}")
-        w, h = self.size
-        if (w, h) != (self.info.width, self.info.height):
-            frame = cv2.copyMakeBorder(frame, 0, h - self.info.height, 0, w - self.info.width,
-                                       cv2.BORDER_REPLICATE)
+        if t is None:
+            t = Fraction(0) if self._last_t is None else self._last_t + 1 / self.fps
+        t = Fraction(t)
+        if self._snap:  # a constant-rate input rounded to its time base: back onto the exact grid
+            k = round(t * self.fps)
+            if abs(t - k / self.fps) <= self._snap:
+                t = k / self.fps
+        pts = round(t / self.time_base)
+        if self._last_pts is not None and pts <= self._last_pts:
+            pts = self._last_pts + 1
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
-        vf.pts, vf.time_base = self.frames_written, 1 / self.fps
+        vf.pts, vf.time_base = pts, self.time_base
         self._out.mux(self._vstream.encode(vf))
         self.frames_written += 1
+        self._last_pts, self._last_t = pts, t
         if self._audio is not None:
-            self._audio.pump(float(self.frames_written / self.fps))
+            self._audio.pump(float(t + 1 / self.fps))
 
     def close(self) -> None:
         """Flush encoders, mux the rest of the audio, and move the file into place.
