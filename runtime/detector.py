@@ -1,8 +1,10 @@
 """Face detection with a RetinaFace artifact on a whole frame.
 
 The frame is optionally shrunk so its longer side is at most ``max_side`` (as
-Pytorch_Retinaface's ``test_widerface.py`` resizes: ``cv2.resize(fx=fy=s)``, outputs divided
-by ``s``), fed as BGR minus (104, 117, 123), and decoded with
+Pytorch_Retinaface's ``test_widerface.py`` resizes, bilinear, but to an explicit integer size,
+and its outputs mapped back half-pixel-exactly: input ``u`` -> frame ``(u + 0.5) * W / w_in -
+0.5`` per axis, where ``test_widerface.py``'s ``u / s`` is off by ``(1 / s - 1) / 2`` px),
+fed as BGR minus (104, 117, 123), and decoded with
 :func:`ffkit.runtime.retinaface_decode.detect_faces` (priors from the min sizes and steps
 8/16/32, variances 0.1/0.2, strict score threshold, top_k, py_cpu_nms, keep_top_k). With
 ``max_side=0`` this is exactly ``detect.py``'s post-processing at the image's own size.
@@ -45,14 +47,20 @@ class DetectParams:
 
 def resize_for_detection(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     """Shrink ``image`` (``H x W x 3`` uint8) so ``max(H, W) <= max_side``; returns
-    ``(network input image, scale)`` with ``scale <= 1`` (1 and the image itself when no
-    resize is needed or ``max_side`` is 0). Resized with ``cv2.resize(fx=fy=scale)``,
-    bilinear, so input pixel = ``scale`` * frame pixel exactly."""
+    ``(network input image, scale)`` with ``scale = max_side / max(H, W) <= 1`` (1 and the
+    image itself when no resize is needed or ``max_side`` is 0).
+
+    The input is ``cv2.resize`` (bilinear) to the explicit size ``w_in = round(W * scale)``,
+    ``h_in = round(H * scale)`` (the size ``fx=fy=scale`` gives), so OpenCV samples with the
+    exact per-axis ratios ``W / w_in``, ``H / h_in``: input ``(u, v)`` is frame
+    ``((u + 0.5) * W / w_in - 0.5, (v + 0.5) * H / h_in - 0.5)``
+    (:func:`ffkit.runtime.retinaface_decode.input_to_frame`), not ``(u, v) / scale``."""
     h, w = image.shape[:2]
     if max_side <= 0 or max(h, w) <= max_side:
         return image, 1.0
     scale = float(max_side) / float(max(h, w))
-    resized = cv2.resize(image, None, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+    size = (max(int(round(w * scale)), 1), max(int(round(h * scale)), 1))
+    resized = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
     return resized, scale
 
 
@@ -95,12 +103,13 @@ class Detector:
         """
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"detect expects an H x W x 3 uint8 BGR image, got {image.shape} {image.dtype}")
-        net_in, scale = resize_for_detection(image, params.max_side)
+        net_in, _ = resize_for_detection(image, params.max_side)
         out = self.raw(net_in)
         h, w = net_in.shape[:2]
+        frame_size = None if (h, w) == image.shape[:2] else image.shape[:2]
         return detect_faces(out["loc"], out["conf"], out["landms"], h, w,
                             score_threshold=params.score_threshold, nms_threshold=params.nms_threshold,
-                            top_k=params.top_k, keep_top_k=params.keep_top_k, resize=scale,
+                            top_k=params.top_k, keep_top_k=params.keep_top_k, frame_size=frame_size,
                             min_sizes=self.min_sizes, steps=self.steps, variances=self.variances)
 
 

@@ -1,6 +1,12 @@
-"""Face restoration with a GFPGAN artifact (facexlib ``FaceRestoreHelper`` alignment)."""
+"""Face restoration with a GFPGAN artifact (facexlib ``FaceRestoreHelper`` alignment and paste).
+
+The restored 512 crop goes back as facexlib's ``paste_faces_to_input_image`` pastes it without
+a parsing model (``use_parse=False``, ``upscale_factor=1``): :func:`paste_restored`.
+"""
 
 from __future__ import annotations
+
+import math
 
 import cv2
 import numpy as np
@@ -8,17 +14,85 @@ import onnxruntime as ort
 
 from ffkit.recipes.spec import Recipe
 
-from .geometry import paste_back, paste_region, warp_face
+from .geometry import paste_region, warp_face
 from .templates import GFPGAN_BORDER_VALUE, gfpgan_norm_matrix
 
-__all__ = ["Enhancer"]
+__all__ = ["Enhancer", "paste_restored"]
 
 Region = tuple[int, int, int, int]
 
 
+def paste_restored(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, *, blend: float = 1.0,
+                   out: np.ndarray | None = None) -> Region | None:
+    """Paste a restored crop back as facexlib ``paste_faces_to_input_image`` (no parsing model).
+
+    With ``inv`` the inverse of ``matrix``: ``restored = warpAffine(face, inv)`` and
+    ``mask = warpAffine(ones(crop), inv)`` (bilinear, border 0); ``mask = erode(mask, 2x2)``;
+    ``w_edge = int(sum(mask) ** 0.5) // 20``; ``soft = GaussianBlur(erode(mask, (2 w_edge)^2),
+    (2 w_edge + 1)^2, 0)``; ``out = soft * (mask * restored) + (1 - soft) * frame`` truncated to
+    uint8. ``blend`` in 0..1 scales ``soft`` (FaceFusion's frame blend ``blend * pasted +
+    (1 - blend) * frame``, exactly). The work is done in the box of the warped crop plus a margin
+    wider than the blur, so it equals the whole-frame computation (up to OpenCV's sub-pixel
+    rounding of the shifted warp) but for one fix: ``soft`` is zeroed where ``mask`` is 0 (the
+    even ``2 w_edge`` erosion and the blur reach 1 px past the crop's right and bottom edges,
+    where facexlib blends the frame toward black). Pixels outside the warped crop are left
+    bit-identical.
+
+    Args:
+        frame: ``H x W x C`` uint8 BGR frame (not modified unless it is ``out``).
+        face: ``S x S x C`` uint8 BGR restored crop.
+        matrix: ``2 x 3`` frame -> crop matrix it was cut with.
+        blend: share of the restored face (1 = facexlib's paste).
+        out: write into this ``H x W x C`` uint8 array (``out=frame`` pastes in place); only
+            pixels inside the returned box are written.
+
+    Returns:
+        The frame box ``(x0, y0, x1, y1)`` (exclusive ends) holding every pixel that may have
+        changed (where ``soft > 0``), or None when none can.
+    """
+    if frame.dtype != np.uint8 or face.dtype != np.uint8 or frame.ndim != 3 or face.ndim != 3:
+        raise ValueError(f"paste_restored expects uint8 H x W x C frame and face, got {frame.shape} {face.shape}")
+    if out is None:
+        out = frame.copy()
+    crop_h, crop_w = face.shape[:2]
+    inv = cv2.invertAffineTransform(np.asarray(matrix, dtype=np.float64))
+    # w_edge <= sqrt(area of the warped crop) // 20: that plus 2 is a margin wider than the blur
+    w_bound = int(math.sqrt(crop_w * crop_h * abs(np.linalg.det(inv[:, :2])))) // 20 + 2
+    roi = paste_region(frame.shape, matrix, (crop_w, crop_h), blur_radius=w_bound)
+    blend = float(min(max(blend, 0.0), 1.0))
+    if roi is None or blend == 0.0:
+        return None
+    x0, y0, x1, y1 = roi
+    size = (x1 - x0, y1 - y0)
+    inv[:, 2] -= (x0, y0)
+    restored = cv2.warpAffine(face, inv, size)
+    mask = cv2.warpAffine(np.ones((crop_h, crop_w), np.float32), inv, size)
+    mask = cv2.erode(mask, np.ones((2, 2), np.uint8))
+    w_edge = int(float(np.sum(mask)) ** 0.5) // 20
+    # as facexlib, the kernel is (2 w_edge)^2 even when empty (OpenCV then erodes 3 x 3)
+    soft = cv2.erode(mask, np.ones((2 * w_edge, 2 * w_edge), np.uint8))
+    soft = cv2.GaussianBlur(soft, (2 * w_edge + 1, 2 * w_edge + 1), 0)
+    soft[mask <= 0] = 0   # facexlib's even erosion + blur reach 1 px past the crop, blending it to black
+    if blend < 1.0:
+        soft *= np.float32(blend)
+    rows = np.flatnonzero((soft > 0).any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero((soft > 0).any(axis=0))
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    if restored.ndim == 2:  # OpenCV drops a single channel axis
+        restored = restored[:, :, None]
+    soft3, mask3 = soft[r0:r1, c0:c1, None], mask[r0:r1, c0:c1, None]
+    target = frame[y0 + r0:y0 + r1, x0 + c0:x0 + c1].astype(np.float32)
+    pasted = mask3 * restored[r0:r1, c0:c1].astype(np.float32)
+    blended = soft3 * pasted + (1 - soft3) * target
+    out[y0 + r0:y0 + r1, x0 + c0:x0 + c1] = np.clip(blended, 0, 255).astype(np.uint8)
+    return x0 + c0, y0 + r0, x0 + c1, y0 + r1
+
+
 class Enhancer:
     """A GFPGAN session: align to the FFHQ 512 template (LMedS, gray border as facexlib),
-    restore, blend with the unrestored crop, paste back with the feathered mask.
+    restore, paste back as facexlib without a parsing model (:func:`paste_restored`).
 
     Args:
         session: onnxruntime session of a ``gfpgan_*`` artifact (``1 x 3 x 512 x 512`` in/out).
@@ -41,7 +115,8 @@ class Enhancer:
         """Restored face ``(512 x 512 x 3 uint8 BGR, 2 x 3 frame -> crop matrix)``.
 
         ``blend`` in 0..1 mixes the restored crop with the unrestored one
-        (``blend * restored + (1 - blend) * crop``; 1 = fully restored)."""
+        (``blend * restored + (1 - blend) * crop``; 1 = fully restored). :meth:`enhance_into`
+        blends in the frame instead (no second resampling of the unrestored face)."""
         m = gfpgan_norm_matrix(landmarks, self.crop_size)
         crop = warp_face(frame, m, self.crop_size, border_value=GFPGAN_BORDER_VALUE)
         x = self.pixels.to_tensor(crop).astype(self.input_dtype, copy=False)
@@ -54,9 +129,10 @@ class Enhancer:
 
     def enhance_into(self, frame: np.ndarray, landmarks: np.ndarray, blend: float = 1.0) -> Region | None:
         """Restore the face at ``landmarks`` (``5 x 2``) in ``frame`` (``H x W x 3`` uint8 BGR)
-        **in place**; returns the frame box that may have changed, or None."""
-        face, m = self.enhance_crop(frame, landmarks, blend)
-        region = paste_region(frame.shape, m, self.crop_size)
-        if region is not None:
-            paste_back(frame, face, m, out=frame)
-        return region
+        **in place**, ``blend`` (0..1) the share of the restored face; returns the frame box
+        that may have changed, or None. Pixels outside the warped 512 crop (eroded by about a
+        tenth of its side) stay bit-identical."""
+        if blend <= 0.0:
+            return None
+        face, m = self.enhance_crop(frame, landmarks)
+        return paste_restored(frame, face, m, blend=blend, out=frame)

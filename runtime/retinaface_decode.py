@@ -39,6 +39,7 @@ __all__ = [
     "decode_boxes",
     "decode_landmarks",
     "nms",
+    "input_to_frame",
     "detect_faces",
 ]
 
@@ -194,6 +195,29 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
     return np.asarray(keep, dtype=np.int64)
 
 
+def input_to_frame(points: np.ndarray, input_hw: Tuple[int, int], frame_hw: Tuple[int, int]) -> np.ndarray:
+    """Map ``(..., 2k)`` interleaved ``x, y`` network-input pixel coordinates to the frame.
+
+    The network input is the frame resized by ``cv2.resize`` to ``input_hw`` (explicit size, so
+    its scale per axis is exactly ``frame / input``). OpenCV puts pixel centres at half
+    integers, so input coordinate ``u`` is frame coordinate ``(u + 0.5) * (W / w_in) - 0.5``
+    (and likewise ``v`` with ``H / h_in``). Dividing by the scale instead is off by
+    ``(W / w_in - 1) / 2`` pixels: 1 px for 1080p -> 640, 2.5 px for 4K -> 640.
+
+    Args:
+        points: ``(..., 2k)`` ``x0, y0, x1, y1, ...`` (boxes ``[x1, y1, x2, y2]`` or landmarks).
+        input_hw: ``(h_in, w_in)`` of the network input.
+        frame_hw: ``(H, W)`` of the frame it was resized from.
+
+    Returns:
+        float32 array of ``points``' shape, computed in float64.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    ratio = np.array([frame_hw[1] / input_hw[1], frame_hw[0] / input_hw[0]], dtype=np.float64)
+    ratio = np.tile(ratio, pts.shape[-1] // 2)
+    return ((pts + 0.5) * ratio - 0.5).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class Detections:
     """Faces found in one image, sorted by score (descending).
@@ -228,6 +252,7 @@ def detect_faces(loc: np.ndarray, conf: np.ndarray, landms: np.ndarray,
                  top_k: int = 5000,
                  keep_top_k: int = 750,
                  resize: float = 1.0,
+                 frame_size: Tuple[int, int] | None = None,
                  min_sizes: Sequence[Sequence[float]] = DEFAULT_MIN_SIZES,
                  steps: Sequence[float] = DEFAULT_STEPS,
                  variances: Sequence[float] = DEFAULT_VARIANCES,
@@ -253,7 +278,12 @@ def detect_faces(loc: np.ndarray, conf: np.ndarray, landms: np.ndarray,
             ``top_k`` (5000), ``keep_top_k`` (750).
         resize: factor by which the original frame was scaled to make the
             network input; outputs are divided by it (``boxes / resize``) so
-            they are in original-frame pixels. 1.0 keeps input pixels.
+            they are in original-frame pixels. 1.0 keeps input pixels. This is detect.py's
+            mapping, biased by ``(1 / resize - 1) / 2`` px (it ignores OpenCV's half-pixel
+            centres); ``frame_size`` is the exact one.
+        frame_size: ``(H, W)`` of the frame the input was resized from (``cv2.resize`` to
+            ``image_height x image_width``); when given (and ``resize`` is 1), outputs are
+            mapped half-pixel-exactly with :func:`input_to_frame` before thresholding and NMS.
         min_sizes, steps, variances, clip: anchor configuration
             (``data/config.py`` values by default).
 
@@ -283,6 +313,11 @@ def detect_faces(loc: np.ndarray, conf: np.ndarray, landms: np.ndarray,
     boxes = decode_boxes(loc, priors, variances) * scale / resize32
     scores = conf[:, 1] if conf.ndim == 2 else conf
     lm = decode_landmarks(landms, priors, variances) * scale1 / resize32
+    if frame_size is not None:
+        if resize != 1.0:
+            raise ValueError("pass either resize or frame_size, not both")
+        boxes = input_to_frame(boxes, (image_height, image_width), frame_size)
+        lm = input_to_frame(lm, (image_height, image_width), frame_size)
 
     inds = np.where(scores > score_threshold)[0]
     boxes = boxes[inds]
