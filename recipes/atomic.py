@@ -1,4 +1,10 @@
-"""Write outputs atomically: a temp file beside the target, renamed into place on success."""
+"""Write outputs atomically: a temp file beside the target, renamed into place on success.
+
+The target is the real file: an output path that is a symbolic link is followed, so the temp
+file is made beside what the link points to and renamed onto it within one filesystem (the link
+stays a link). The finished file gets the mode a plain ``open()`` would give it,
+``0o666 & ~umask``, not ``mkstemp``'s 0600, so others sharing a models folder can read it.
+"""
 
 from __future__ import annotations
 
@@ -22,21 +28,38 @@ def check_writable(path: Path) -> None:
         raise FfkitError(f"{path}: cannot write output, it is a folder")
 
 
+def current_umask() -> int:
+    """The process's umask (read from ``/proc/self/status`` where it can be, else set and reset)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path in the target's folder; rename it to ``path`` only if the block succeeds.
+    """Yield a temp path beside the real target; rename it onto the target only if the block succeeds.
 
-    On any exception the temp file is removed, so a failed stage never leaves a half-written
-    artifact, and an existing file at ``path`` is left untouched.
+    On any exception (SIGINT and, through the CLI's handler, SIGTERM included) the temp file is
+    removed, so a failed stage never leaves a half-written artifact, and an existing file at
+    ``path`` is left untouched.
     """
     path = Path(path)
     check_writable(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.resolve().parent)
+    target = Path(os.path.realpath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.replace(tmp_path, path)
+        os.chmod(tmp_path, 0o666 & ~current_umask())
+        os.replace(tmp_path, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()

@@ -21,3 +21,18 @@ def require_file(path: str | os.PathLike, error: type[FfkitError] = FfkitError,
     if path.stat().st_size == 0:
         raise error(f"{path}: {empty}")
     return path
+
+
+def refuse_overwrite(output: str | os.PathLike, *inputs: str | os.PathLike | None, option: str = "-o",
+                     error: type[FfkitError] = FfkitError) -> None:
+    """One-line error if writing ``output`` would replace one of ``inputs`` (the same file, also
+    through links or another spelling of the path)."""
+    out = Path(output)
+    for source in inputs:
+        if source is None:
+            continue
+        src = Path(source)
+        same = (os.path.realpath(out) == os.path.realpath(src) or
+                (out.exists() and src.exists() and os.path.samefile(out, src)))
+        if same:
+            raise error(f"{output}: {option} would overwrite the input {source}; choose another output")

@@ -37,6 +37,8 @@ class Artifacts:
     def export(self, name: str, *options: str, **finalize):
         from ffkit.toolkit.export import export_recipe
 
+        if name == "inswapper_128" and not finalize:   # no emap given: ask for an emap-less one (else refused)
+            finalize = {"no_emap": True}
         key = (name, options, tuple(sorted(finalize)))
         if key not in self._exports:
             suffix = "".join(f".{o}" for o in options) + "".join(f".{k}" for k in sorted(finalize))

@@ -142,3 +142,37 @@ def test_non_finite_weights_fail_parity_and_write_nothing(tmp_path, artifacts):
     result = export("retinaface_mobilenet0.25", ckpt, "-o", tmp_path / "m.onnx")
     assert_one_line_error(result, "m.onnx: not written", "non-finite values (NaN/Inf)", exit_code=3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.pth"]
+
+
+def test_inswapper_without_emap_is_refused_by_name(tmp_path):
+    """Refused before the checkpoint is even read: one line, nothing written (export and build)."""
+    ckpt = tmp_path / "reswapper.pth"
+    ckpt.write_bytes(b"not read")
+    result = export("inswapper_128", ckpt, "-o", tmp_path / "m.onnx")
+    line = assert_one_line_error(result, "inswapper_128 needs its emap: --emap EMAP.npy|inswapper_128.onnx",
+                                 "--no-emap")
+    assert "reswapper.pth" not in line
+    result = ffkit("build", "inswapper_128", ckpt, "-o", tmp_path / "models")
+    assert_one_line_error(result, "inswapper_128 needs its emap: --emap EMAP.npy|inswapper_128.onnx")
+    result = export("inswapper_128", ckpt, "-o", tmp_path / "m.onnx", "--emap", ckpt, "--no-emap")
+    assert_one_line_error(result, "--emap and --no-emap exclude each other")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reswapper.pth"]
+
+
+@pytest.mark.slow
+def test_inswapper_no_emap_is_labelled_and_the_runtime_names_the_fix(tmp_path, artifacts):
+    import onnx
+
+    from ffkit.recipes.errors import ArtifactError
+    from ffkit.runtime import identify, read_emap
+
+    out = tmp_path / "bare.onnx"
+    result = export("inswapper_128", artifacts.checkpoint("inswapper_128"), "-o", out, "--no-emap")
+    assert result.exit_code == 0, result.output
+    model = onnx.load(str(out), load_external_data=False)
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["ffkit.emap"] == "none" and "WITHOUT its emap" in model.doc_string
+    assert tuple(model.graph.initializer[-1].dims) != (512, 512)   # what insightface would take as the emap
+    with pytest.raises(ArtifactError, match=r"exported without an emap \(export it with --emap "
+                                            r"EMAP\.npy\|inswapper_128\.onnx\)"):
+        read_emap(identify(out))

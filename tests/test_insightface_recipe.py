@@ -14,10 +14,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from runtime_helpers import ASTRONAUT, foreign_emap, models_dir
 
 from ffkit.runtime import DetectParams, Pipeline, SessionPool, SwapOptions, pick_models, read_image, resolve_providers
 from ffkit.runtime.sessions import create_session
-from runtime_helpers import ASTRONAUT, foreign_emap, models_dir
 
 ARCFACE_DST = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
                         [41.5493, 92.3655], [70.7299, 92.2041]], dtype=np.float32)

@@ -14,13 +14,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from conftest import recipe_params
+from runtime_helpers import ASTRONAUT, models_dir
+
 from ffkit.recipes import get_recipe
 from ffkit.recipes.checkpoint import load_checkpoint
 from ffkit.runtime import DetectParams, Pipeline, SessionPool, SwapOptions, pick_models, read_image, resolve_providers
 from ffkit.runtime.templates import norm_matrix
-from runtime_helpers import ASTRONAUT, models_dir
 
 
 def simswap_latent(model, image_bgr: np.ndarray, landmarks: np.ndarray, template: str, size: int) -> np.ndarray:

@@ -42,7 +42,8 @@ class BuildOptions:
     """What ``ffkit build`` makes: the stages it runs, each configured by its own stage object.
 
     calib: calibration folder (INT8 needs it; also used to verify FP16/INT8).
-    options: recipe export options (``unfused_modulation``). emap: inswapper emap (.npy or ONNX).
+    options: recipe export options (``unfused_modulation``). emap: inswapper emap (.npy or ONNX);
+      no_emap: build inswapper without one anyway (recorded as ``ffkit.emap = none``).
     simplify / optimize: the FP32 stages (defaults: :class:`SimplifyStage`, :class:`OptimizeStage`).
     fp16: make the FP16 variant with this :class:`Fp16Stage` (None: no FP16 variant).
     int8: make the INT8 variant with this :class:`Int8Stage` (None: none); its ``samples`` and
@@ -54,6 +55,7 @@ class BuildOptions:
     calib: Path | None = None
     options: tuple[str, ...] = ()
     emap: Path | None = None
+    no_emap: bool = False
     simplify: SimplifyStage = field(default_factory=SimplifyStage)
     optimize: OptimizeStage = field(default_factory=OptimizeStage)
     fp16: Fp16Stage | None = None
@@ -141,13 +143,15 @@ def build(recipe_name: str, checkpoint: str | os.PathLike, outdir: str | os.Path
     from ffkit.validation import report as rep
     from ffkit.validation.calibration import load_calibration, sample_set
 
-    from .export import export_recipe
+    from .export import check_finalize_kwargs, export_recipe
     from .stage import model_shape_sets
     from .verify import run_onnx
 
     opts = opts or BuildOptions()
     start = time.perf_counter()
     recipe = get_recipe(recipe_name)
+    finalize = {**({"emap": opts.emap} if opts.emap else {}), **({"no_emap": True} if opts.no_emap else {})}
+    check_finalize_kwargs(recipe, finalize)
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
         raise FfkitError(f"{outdir}: exists and is not a folder")
@@ -182,7 +186,7 @@ def build(recipe_name: str, checkpoint: str | os.PathLike, outdir: str | os.Path
         steps.step("export")
         exported = work / "export.onnx"
         export_recipe(recipe.name, checkpoint, exported, options=opts.options,
-                      finalize_kwargs={"emap": opts.emap} if opts.emap else None)
+                      finalize_kwargs=finalize)
         steps.done()
         ref_model = onnx_file.load_onnx(exported)
         fp32_size = exported.stat().st_size

@@ -18,6 +18,7 @@ from rich.table import Table
 from ffkit.recipes.errors import FfkitError
 from ffkit.recipes.version import __version__
 
+from . import signals
 from .console import err, human_size, out
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -43,6 +44,9 @@ def friendly(func):
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130) from None
+        except signals.Terminated:
+            err.print("terminated")
+            raise typer.Exit(143) from None
 
     return wrapper
 
@@ -86,12 +90,15 @@ def export_cmd(
                                             help="GFPGAN: static-weight modulated convs, dynamic batch."),
     emap: Optional[Path] = typer.Option(None, "--emap",
                                         help="inswapper: 512x512 emap as .npy, or an inswapper ONNX holding one."),
+    no_emap: bool = typer.Option(False, "--no-emap",
+                                 help="inswapper: export without the emap anyway (ffkit.emap = none; "
+                                      "insightface and FaceFusion cannot run it)."),
 ):
     """Rebuild RECIPE in PyTorch, load CHECKPOINT safely, export ONNX and check parity."""
     from .export import export_recipe
 
     options = ("unfused_modulation",) if unfused_modulation else ()
-    finalize = {"emap": emap} if emap is not None else {}
+    finalize = {**({"emap": emap} if emap is not None else {}), **({"no_emap": True} if no_emap else {})}
     with err.status("exporting") as status:
         result = export_recipe(recipe, checkpoint, output, opset=opset, options=options,
                                finalize_kwargs=finalize, say=lambda m: status.update(m))
@@ -107,7 +114,9 @@ def export_cmd(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: SIGTERM ends a command like Ctrl-C does (temp files removed,
+    nothing half-written left under a final name), with exit code 143."""
+    signals.install()
     app(prog_name="ffkit")
 
 

@@ -193,13 +193,14 @@ def build_cmd(
     unfused_modulation: bool = typer.Option(False, "--unfused-modulation",
                                             help="GFPGAN: static-weight modulated convs (dynamic batch, INT8-able)."),
     emap: Optional[Path] = typer.Option(None, "--emap", help="inswapper: emap .npy or inswapper ONNX."),
+    no_emap: bool = typer.Option(False, "--no-emap", help="inswapper: build without the emap (ffkit.emap = none)."),
 ):
     """Export, simplify, optimize and the asked-for quantizations, each verified, into OUTDIR."""
     from ffkit.validation.report import build_table
 
     from .build import BuildOptions, build
 
-    opts = BuildOptions(calib=calib, emap=emap, options=("unfused_modulation",) if unfused_modulation else (),
+    opts = BuildOptions(calib=calib, emap=emap, no_emap=no_emap, options=("unfused_modulation",) if unfused_modulation else (),
                         optimize=OptimizeStage(level=level), fp16=Fp16Stage() if fp16 else None,
                         int8=Int8Stage(latents=calib_latents, method=method, samples=samples,
                                        auto_exclude=auto_exclude) if int8 else None)

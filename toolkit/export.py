@@ -10,6 +10,7 @@ that was frozen by tracing fails the export.
 
 from __future__ import annotations
 
+import importlib
 import io
 import time
 import warnings
@@ -22,6 +23,7 @@ import onnx
 
 from ffkit.recipes import artifact, onnx_file
 from ffkit.recipes.atomic import check_writable
+from ffkit.recipes.paths import refuse_overwrite
 from ffkit.recipes.version import __version__
 from ffkit.runtime.sessions import create_session, run_session
 from ffkit.validation.parity import ShapeParity, fp32_parity, shape_sets
@@ -61,6 +63,17 @@ def parity_check(model, session, recipe, dims: Mapping[str, int], out_path: str 
     return fp32_parity(recipe, [(dims, got, expected)], out_path, what="PyTorch")[0]
 
 
+def check_finalize_kwargs(recipe, finalize_kwargs: Mapping | None) -> None:
+    """Let the recipe's finalize hook ``module:f`` refuse its arguments before any slow work: the
+    hook's module may define ``check_f(**finalize_kwargs)`` (inswapper: an emap is required)."""
+    if not recipe.finalize:
+        return
+    module_name, func_name = recipe.finalize.split(":")
+    check = getattr(importlib.import_module(module_name), f"check_{func_name}", None)
+    if check is not None:
+        check(**(finalize_kwargs or {}))
+
+
 def export_recipe(recipe_name: str, checkpoint: str | Path, output: str | Path, *, opset: int | None = None,
                   options: tuple[str, ...] = (), finalize_kwargs: Mapping | None = None,
                   say: Callable[[str], None] = lambda msg: None) -> ExportResult:
@@ -70,7 +83,8 @@ def export_recipe(recipe_name: str, checkpoint: str | Path, output: str | Path, 
     the sample shape and at a second shape along every dynamic axis; it is written atomically
     with its recipe, checkpoint sha256, opset, exporter and parity in ``metadata_props``.
     ``options`` names recipe export options (e.g. ``unfused_modulation``); ``finalize_kwargs``
-    go to the recipe's artifact hook (e.g. inswapper's ``emap``).
+    go to the recipe's artifact hook (e.g. inswapper's ``emap``, or ``no_emap=True``), which may
+    refuse them first (:func:`check_finalize_kwargs`: nothing is loaded or written then).
     """
     import torch
 
@@ -78,8 +92,10 @@ def export_recipe(recipe_name: str, checkpoint: str | Path, output: str | Path, 
     from ffkit.recipes.checkpoint import load_checkpoint, sha256_of
 
     recipe = get_recipe(recipe_name)
+    check_finalize_kwargs(recipe, finalize_kwargs)
     output = Path(output)
     check_writable(output)
+    refuse_overwrite(output, checkpoint, finalize_kwargs.get("emap") if finalize_kwargs else None)
     opset = opset or recipe.opset
     chosen = [recipe.option(o) for o in options]
     build_kwargs = {k: v for o in chosen for k, v in o.build_kwargs.items()}

@@ -33,6 +33,7 @@ import onnx
 from ffkit.recipes import artifact, onnx_file
 from ffkit.recipes.atomic import check_writable
 from ffkit.recipes.errors import ArtifactError, ParityError
+from ffkit.recipes.paths import refuse_overwrite
 from ffkit.runtime.sessions import create_session, run_session
 from ffkit.validation.parity import fp32_parity, shape_sets
 
@@ -134,8 +135,7 @@ def prepare_output(out_path: str | os.PathLike, in_path: str | os.PathLike) -> P
     """Fail early (one line) if the output cannot be written or would overwrite the input."""
     out_path = Path(out_path)
     check_writable(out_path)
-    if out_path.exists() and Path(in_path).exists() and out_path.resolve() == Path(in_path).resolve():
-        raise ArtifactError(f"{out_path}: output would overwrite the input; choose another -o")
+    refuse_overwrite(out_path, in_path, error=ArtifactError)
     return out_path
 
 

@@ -25,6 +25,13 @@ from ..onnx_file import ModelInfo, read_initializer, read_model_info
 NAME = "emap"
 SHAPE = (512, 512)
 EXPORT_HINT = "export it with --emap EMAP.npy|inswapper_128.onnx"
+#: One line: why an export without an emap is refused, and the explicit way to ask for one.
+REFUSAL = ("inswapper_128 needs its emap: --emap EMAP.npy|inswapper_128.onnx; insightface and FaceFusion read "
+           "the graph's last initializer as the emap and crash without it (--no-emap writes an emap-less "
+           "artifact anyway, recorded as ffkit.emap = none)")
+#: ``doc_string`` of an artifact exported with ``--no-emap``.
+NO_EMAP_LABEL = ("ffkit inswapper_128 WITHOUT its emap (ffkit.emap = none): insightface and FaceFusion cannot "
+                 "run this file; " + EXPORT_HINT)
 
 Initializer = TypeVar("Initializer")  # onnx.TensorProto or onnx_file.InitializerInfo: anything with .name, .dims
 
@@ -80,11 +87,33 @@ def read_emap(source: str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(emap, dtype=np.float32)
 
 
-def attach_emap(model, emap: str | os.PathLike | np.ndarray | None = None):
-    """Finalize hook of ``inswapper_128``: append the emap as the last initializer (or record none)."""
+def check_attach_emap(emap: str | os.PathLike | np.ndarray | None = None, no_emap: bool = False) -> None:
+    """Refuse :func:`attach_emap`'s arguments before any export work: an emap is required unless
+    ``no_emap`` asks explicitly for an emap-less artifact (not both).
+
+    Raises:
+        FfkitError: one line (:data:`REFUSAL` when the emap is missing).
+    """
+    if emap is None and not no_emap:
+        raise FfkitError(REFUSAL)
+    if emap is not None and no_emap:
+        raise FfkitError("inswapper_128: --emap and --no-emap exclude each other")
+
+
+def attach_emap(model, emap: str | os.PathLike | np.ndarray | None = None, no_emap: bool = False):
+    """Finalize hook of ``inswapper_128``: append the emap as the last initializer, or, only with
+    ``no_emap``, record ``ffkit.emap = none`` and label the file (``doc_string``) as emap-less.
+
+    Raises:
+        FfkitError: no emap and no ``no_emap`` (:func:`check_attach_emap`), or an unreadable emap.
+    """
+    check_attach_emap(emap, no_emap)
     if emap is None:
         set_metadata(model, emap="none")
+        model.doc_string = NO_EMAP_LABEL
         return model
+    if model.doc_string == NO_EMAP_LABEL:
+        model.doc_string = ""
     matrix = emap if isinstance(emap, np.ndarray) else read_emap(emap)
     keep = [i for i in model.graph.initializer if i.name != NAME]
     del model.graph.initializer[:]
