@@ -23,13 +23,13 @@ def require_file(path: str | os.PathLike, error: type[FfkitError] = FfkitError,
     return path
 
 
-def refuse_overwrite(output: str | os.PathLike, *inputs: str | os.PathLike | None, option: str = "-o",
+def refuse_overwrite(output: str | os.PathLike, *inputs: object, option: str = "-o",
                      error: type[FfkitError] = FfkitError) -> None:
     """One-line error if writing ``output`` would replace one of ``inputs`` (the same file, also
-    through links or another spelling of the path)."""
+    through links or another spelling of the path); inputs that are not paths are skipped."""
     out = Path(output)
     for source in inputs:
-        if source is None:
+        if not isinstance(source, (str, os.PathLike)):   # None, or in-memory data (an emap array)
             continue
         src = Path(source)
         same = (os.path.realpath(out) == os.path.realpath(src) or

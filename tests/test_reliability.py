@@ -102,3 +102,13 @@ def test_sigterm_mid_export_exits_143_and_writes_nothing(artifacts, tmp_path):
             proc.kill()
     assert code == 143, proc.stderr.read().decode()
     assert list(out_dir.iterdir()) == []
+
+
+def test_an_in_memory_emap_is_not_taken_for_a_file(tmp_path):
+    """``export_recipe(..., finalize_kwargs={"emap": array})`` (the demo's call): the overwrite
+    check looks at paths only."""
+    import numpy as np
+
+    from ffkit.recipes.paths import refuse_overwrite
+
+    refuse_overwrite(tmp_path / "out.onnx", tmp_path / "in.pth", np.eye(512, dtype=np.float32), None)
