@@ -23,8 +23,6 @@ Torch-free.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Iterable, Sequence
 
 from .errors import ArtifactError
 from .onnx_file import ModelInfo, TensorInfo
+from .paths import sha256_of
 from .spec import PixelFormat, Recipe, TensorSpec
 
 __all__ = ["Match", "PARAM_TOLERANCE", "signature_of", "match", "candidates", "guess", "bind", "provenance",
@@ -199,21 +198,19 @@ def provenance(path: str | os.PathLike, guessed: bool) -> dict:
     """What an artifact written from the adopted file at ``path`` records (``ffkit.adopted``):
     source file name, its sha256, and whether the recipe was guessed or named."""
     path = Path(path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return {"source": path.name, "sha256": digest.hexdigest(), "recipe_from": "guessed" if guessed else "named"}
+    return {"source": path.name, "sha256": sha256_of(path), "recipe_from": "guessed" if guessed else "named"}
 
 
 def resolve(info: ModelInfo, recipe_name: str | None = None, role: str | None = None,
-            option: str = "--recipe") -> tuple[Recipe, dict | None]:
-    """The recipe of the ONNX file ``info`` describes, bound to its names, and its provenance.
+            option: str = "--recipe") -> tuple[Recipe, bool | None]:
+    """The recipe of the ONNX file ``info`` describes, bound to its names, and how it was found:
+    None (recorded in the file), True (guessed) or False (named). Nothing is hashed here: the
+    runtime scans models folders with it; :func:`provenance` is for what is written.
 
     * A file that records ``ffkit.recipe`` is that recipe (bound to the file's names when it was
       written from an adopted file, i.e. records ``ffkit.adopted``); provenance None (recorded).
     * Otherwise ``recipe_name`` if given (the file must fit it), else :func:`guess` among the
-      recipes of ``role`` (all when None); provenance is :func:`provenance` of the file.
+      recipes of ``role`` (all when None).
 
     Raises:
         ArtifactError / FfkitError: unknown recipe name, recorded recipe this ffkit lacks, a
@@ -234,11 +231,6 @@ def resolve(info: ModelInfo, recipe_name: str | None = None, role: str | None = 
     else:
         pool = [r for r in REGISTRY.values() if role is None or r.role == role]
         recipe = guess(info, pool, option)
-    origin = provenance(info.path, guessed=not recipe_name) if info.path.is_file() else {
-        "source": info.path.name, "recipe_from": "guessed" if not recipe_name else "named"}
-    return recipe, origin
+    return recipe, not recipe_name
 
 
-def closest_names(name: str, recipes: Iterable[Recipe]) -> list[str]:
-    """Recipe names close to ``name`` (for a typo in ``--recipe``)."""
-    return difflib.get_close_matches(name, [r.name for r in recipes], n=1, cutoff=0.4)

@@ -66,12 +66,12 @@ def recipe_of(model: onnx.ModelProto, path: str | os.PathLike = "model", recipe_
     An adopted model (one that recorded none) gets ``ffkit.recipe``, ``ffkit.variant`` and
     ``ffkit.adopted`` (source file, sha256, guessed or named) set in place, so whatever is
     written from it says where it came from."""
-    from .adoption import resolve
+    from .adoption import provenance, resolve
     from .onnx_file import model_info_of
 
-    recipe, origin = resolve(model_info_of(model, path), recipe_name)
-    if origin is not None:
-        set_metadata(model, recipe=recipe.name, variant=precision(model), adopted=origin)
+    recipe, guessed = resolve(model_info_of(model, path), recipe_name)
+    if guessed is not None:
+        set_metadata(model, recipe=recipe.name, variant=precision(model), adopted=provenance(path, guessed))
     return recipe
 
 

@@ -6,7 +6,6 @@ refused, never executed. Every failure is a one-line :class:`CheckpointError` na
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import warnings
 import zipfile
@@ -17,25 +16,25 @@ import torch
 
 from . import pickled_module
 from .errors import CheckpointError
-from .paths import require_file
+from .paths import require_file, sha256_of  # noqa: F401 - sha256_of: part of this module's API
 from .spec import Recipe
 
 SHOW = 3  # how many offending keys a message names
 
 
-def sha256_of(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _torch_load(path: Path, **load_args) -> object:
+def _torch_load(path: Path, restricted_pickle=None) -> object:
+    """``torch.load`` with ``weights_only=True``; or, for a whole pickled module, with
+    ``restricted_pickle`` (:func:`~ffkit.recipes.pickled_module.restricted_pickle_module`): the
+    only ``weights_only=False`` load ffkit makes, where every global the pickle names goes
+    through that unpickler's allowlist (stubs, containers, tensor rebuilds) and nothing else
+    can be called. Errors become one-line CheckpointErrors naming the file."""
     require_file(path, CheckpointError, empty="empty file, truncated or not a PyTorch checkpoint")
+    if restricted_pickle is not None and not issubclass(restricted_pickle.Unpickler, pickled_module.RestrictedUnpickler):
+        raise TypeError("weights_only=False needs ffkit's restricted unpickler")
+    args = {"weights_only": True} if restricted_pickle is None else {"weights_only": False,
+                                                                      "pickle_module": restricted_pickle}
     try:
-        return torch.load(path, map_location="cpu", **(load_args or {"weights_only": True}))
+        return torch.load(path, map_location="cpu", **args)
     except CheckpointError:
         raise
     except pickle.UnpicklingError as err:
@@ -71,7 +70,7 @@ def _read_pickled_module(path: Path, recipe: Recipe) -> object:
         "a container or a tensor (nothing from the file was run)"))
     with warnings.catch_warnings():  # the legacy loader cannot read a stub's source to compare: expected
         warnings.filterwarnings("ignore", "Couldn't retrieve source code", UserWarning)
-        obj = _torch_load(path, weights_only=False, pickle_module=module)
+        obj = _torch_load(path, restricted_pickle=module)
     if isinstance(obj, Mapping) and pickled_module.is_module(obj.get("model")):
         obj = obj["model"]
     return pickled_module.module_state_dict(obj) if pickled_module.is_module(obj) else obj

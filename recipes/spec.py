@@ -247,10 +247,6 @@ class Recipe:
         object.__setattr__(self, "alt_dims", MappingProxyType(dict(self.alt_dims)))
         object.__setattr__(self, "io_aliases", MappingProxyType(dict(self.io_aliases)))
 
-    def budget(self, precision: str) -> AccuracyBudget | None:
-        """The accuracy budget of the ``fp16`` / ``int8`` variant, or None."""
-        return self.budgets.get(precision)
-
     @property
     def input_names(self) -> list[str]:
         return [t.name for t in self.inputs]

@@ -102,15 +102,15 @@ def identify(path: str | os.PathLike, strict: bool = True, role: str | None = No
     path = Path(path)
     info = read_model_info(path)
     try:
-        recipe, origin = resolve(info, recipe_name, role)
-        if origin is not None and recipe.family == "inswapper" and choose_emap(info.initializers) is None:
+        recipe, guessed = resolve(info, recipe_name, role)
+        if guessed is not None and recipe.family == "inswapper" and choose_emap(info.initializers) is None:
             raise ArtifactError(f"{path}: looks like an inswapper_128 file but holds no emap (insightface reads it "
                                 "as the last 512x512 initializer)")
     except FfkitError:
         if strict:
             raise
         return None
-    if origin is None:
+    if guessed is None:
         return ModelRef(path, recipe, info.metadata.get("ffkit.variant", "fp32"), False, info)
     return ModelRef(path, recipe, _precision(info), True, info)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
@@ -56,10 +56,6 @@ class SessionSettings:
     arena: bool = True
     profile_prefix: str | None = None
     optimized_model_path: str | None = None
-
-    def with_(self, **changes: Any) -> "SessionSettings":
-        """A copy with ``changes`` applied."""
-        return replace(self, **changes)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -80,7 +80,8 @@ def test_signatures_are_recognised_and_bound(foreign_detector, foreign_embedder)
     det = adoption.guess(read_model_info(foreign_detector), get_recipe.__globals__["REGISTRY"].values())
     assert det.name == "retinaface_mobilenet0.25"          # not resnet50: 0.43 M parameters, not 27 M
     assert det.output_names == ["loc", "conf", "landmarks"] and det.input_names == ["input"]
-    emb, origin = adoption.resolve(read_model_info(foreign_embedder))
+    emb, guessed = adoption.resolve(read_model_info(foreign_embedder))
+    origin = adoption.provenance(foreign_embedder, guessed)
     assert emb.name == "arcface_iresnet18" and emb.input_names == ["input.1"] and emb.output_names == ["683"]
     assert emb.pixels.mean == (0.0, 0.0, 0.0) and emb.pixels.std == (1.0, 1.0, 1.0)   # ArcFaceONNX's rule
     assert emb.inputs[0].shape == (1, 3, 112, 112) and emb.sample_dims["N"] == 1 and "N" not in emb.alt_dims

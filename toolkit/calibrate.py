@@ -21,7 +21,6 @@ reuses them.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -41,15 +40,6 @@ NUM_BINS = 2048
 NUM_QUANTIZED_BINS = 128
 PERCENTILE = 99.999
 CACHE_VERSION = 1
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes (streamed)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def entropy_threshold(histogram: tuple, num_quantized_bins: int = NUM_QUANTIZED_BINS) -> tuple[np.ndarray, np.ndarray]:

@@ -37,11 +37,12 @@ import onnx.version_converter
 
 from ffkit.recipes import artifact, onnx_file
 from ffkit.recipes.errors import FfkitError, ParityError
+from ffkit.recipes.paths import sha256_of
 from ffkit.recipes.spec import AccuracyBudget
 from ffkit.validation import metrics
 from ffkit.validation.parity import judge
 
-from .calibrate import METHODS, cached_stats, sha256_file
+from .calibrate import METHODS, cached_stats
 from .hardware import VNNI_FLAGS, cpu_flags, has_vnni
 from .probe import Probe, float_node_outputs, paired_scan, value_types
 from .quant_prep import preprocess, quantizable_input, quiet
@@ -138,7 +139,7 @@ class Int8Stage(Stage):
             to_quantize = quantizable_input(src, in_path, Path(tmp))
             preprocess(to_quantize, pre_path)
             pre = onnx_file.load_onnx(pre_path)
-            stats, cache_path, hit = cached_stats(pre, sha256_file(to_quantize), calibration, cache_dir, self.progress)
+            stats, cache_path, hit = cached_stats(pre, sha256_of(to_quantize), calibration, cache_dir, self.progress)
             ranges = stats.ranges(self.method)
             types = self.types()
             excluded = list(self.exclude_nodes) + [n.name for n in pre.graph.node
