@@ -11,10 +11,15 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Iterator
 
-from .errors import FfkitError
+from .errors import FfkitError, Terminated
+
+#: Set once a stop was requested (the CLI's SIGTERM handler). A signal can land where Python
+#: ignores exceptions (a weakref callback, ``__del__``), so no atomic write commits after it.
+STOP_REQUESTED = threading.Event()
 
 
 def check_writable(path: Path) -> None:
@@ -58,6 +63,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if STOP_REQUESTED.is_set():
+            raise Terminated()
         os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, target)
     except BaseException:

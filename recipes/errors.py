@@ -14,6 +14,10 @@ class FfkitError(Exception):
         super().__init__(" ".join(str(message).split()))
 
 
+class Terminated(BaseException):
+    """The process was asked to stop (SIGTERM); raised so every ``finally`` and atomic write cleans up."""
+
+
 class CheckpointError(FfkitError):
     """The checkpoint file cannot be read or does not match the recipe."""
 

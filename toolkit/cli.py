@@ -31,7 +31,10 @@ def friendly(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
+            if signals.stop_requested():  # the signal's exception was swallowed somewhere
+                raise signals.Terminated()
+            return result
         except FfkitError as e:
             err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
