@@ -6,6 +6,7 @@ refused, never executed. Every failure is a one-line :class:`CheckpointError` na
 
 from __future__ import annotations
 
+import importlib
 import pickle
 import warnings
 import zipfile
@@ -100,12 +101,18 @@ def read_state_dict(path: str | Path, recipe: Recipe) -> dict[str, torch.Tensor]
     prefix = recipe.key_prefix or "module."
     if all(isinstance(k, str) and k.startswith(prefix) for k in obj):
         obj = {k[len(prefix):]: v for k, v in obj.items()}
+    if recipe.state_dict_adapter:
+        module_name, func_name = recipe.state_dict_adapter.split(":")
+        obj = getattr(importlib.import_module(module_name), func_name)(dict(obj))
     return dict(obj)
 
 
 def load_into(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], path: str | Path, recipe: Recipe) -> None:
     """Strictly load ``state_dict`` into ``model``; on mismatch name the first keys and shapes."""
     expected = model.state_dict()
+    # BatchNorm's step counter is training state, unused in eval(): files saved without it load.
+    state_dict = {**{k: torch.zeros_like(v) for k, v in expected.items()
+                     if k.endswith(".num_batches_tracked") and k not in state_dict}, **state_dict}
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     shapes = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}"

@@ -14,7 +14,11 @@ from typing import Any, Literal, Mapping
 
 import numpy as np
 
-Role = Literal["detector", "embedder", "swapper", "enhancer"]
+#: What a model does in the pipeline (the runtime picks artifacts by role): ``detector`` (faces and
+#: 5 landmarks), ``landmarker`` (68-point heatmaps), ``embedder`` (identity vector), ``swapper``,
+#: ``enhancer`` (face restoration on the aligned crop), ``parser`` (per-pixel face-region classes),
+#: ``frame_enhancer`` (whole-frame super-resolution).
+Role = Literal["detector", "landmarker", "embedder", "swapper", "enhancer", "parser", "frame_enhancer"]
 
 
 @dataclass(frozen=True)
@@ -206,6 +210,10 @@ class Recipe:
       source_crop: for an embedder, how a face is cropped for it: ``"own"`` (its ``template`` at
         ``crop_size``) or ``"swapper"`` (aligned with the paired swapper's template at the
         swapper's crop size, then resized to ``crop_size`` with nearest sampling, as SimSwap does).
+      state_dict_adapter: ``"module:function"`` mapping a read state_dict whose keys are another
+        publisher's spelling of the same network (e.g. yakhyo/face-parsing's BiSeNet) to this
+        recipe's keys; called with the unwrapped, prefix-stripped dict, returns it unchanged when
+        it is already in the recipe's layout (torch-free: it only renames and drops keys).
     """
 
     name: str
@@ -238,6 +246,7 @@ class Recipe:
     pickled_classes: tuple[str, ...] = ()
     identity_space: str | None = None
     source_crop: Literal["own", "swapper"] = "own"
+    state_dict_adapter: str | None = None
 
     def __post_init__(self) -> None:
         # A frozen Recipe holds no mutable mapping: budgets and arch kwargs are read-only views.

@@ -31,8 +31,9 @@ def test_checkpoint_of_another_recipe_names_keys(tmp_path, artifacts):
     out = tmp_path / "m.onnx"
     ckpt = artifacts.checkpoint("arcface_iresnet18")
     result = export("retinaface_mobilenet0.25", ckpt, "-o", out)
+    # 300 tensors of the recipe are absent, 47 of them BatchNorm counters (not required: training state)
     assert_one_line_error(result, str(ckpt.name), "not a retinaface_mobilenet0.25 checkpoint",
-                          "300 missing keys (first: body.stage1.0.0.weight", "187 unexpected keys (first: conv1.weight")
+                          "253 missing keys (first: body.stage1.0.0.weight", "187 unexpected keys (first: conv1.weight")
     assert list(tmp_path.iterdir()) == []
 
 
