@@ -146,7 +146,15 @@ def image_inputs(recipe, image: np.ndarray, max_side: int = DETECTOR_MAX_SIDE) -
     if recipe.role == "detector":
         scaled, _ = detector_image(image, max_side)
         return _pad_to_stride(recipe.pixels.to_tensor(scaled), DETECTOR_STRIDE)
-    return recipe.pixels.to_tensor(center_crop(image, recipe.crop_size))
+    return recipe.pixels.to_tensor(center_crop(image, model_side(recipe)))
+
+
+def model_side(recipe) -> int:
+    """The square side a calibration image is cropped to: the recipe's aligned crop, or for a
+    model of any height and width without one (a parser, a frame upscaler), its sample size."""
+    if recipe.crop_size:
+        return int(recipe.crop_size)
+    return int(recipe.sample_dims.get("H", 256))
 
 
 def _check_tensor(recipe, name: str, value: np.ndarray) -> np.ndarray:
