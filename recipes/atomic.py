@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-from .errors import FfkitError, Terminated
+from .errors import FfkitError, ResourceError, Terminated
 
 #: Set once a stop was requested (the CLI's SIGTERM handler). A signal can land where Python
 #: ignores exceptions (a weakref callback, ``__del__``), so no atomic write commits after it.
@@ -51,14 +51,19 @@ def current_umask() -> int:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path beside the real target; rename it onto the target only if the block succeeds.
 
-    On any exception (SIGINT and, through the CLI's handler, SIGTERM included) the temp file is
-    removed, so a failed stage never leaves a half-written artifact, and an existing file at
+    The temp file keeps the target's suffix last (``.m.onnx.x1y2.part.onnx``), so a writer that
+    picks its format by suffix still can. An OSError about the temp file (disk full, ...) is
+    re-raised naming ``path``. On any exception (SIGINT and, through the CLI's handler, SIGTERM
+    included) the temp file is removed, so a failed stage never leaves a half-written artifact, and an existing file at
     ``path`` is left untouched.
     """
     path = Path(path)
     check_writable(path)
     target = Path(os.path.realpath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".part{target.suffix}", dir=target.parent)
+    except OSError as err:
+        raise ResourceError(f"{path}: cannot write output in {target.parent} ({err.strerror})") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -67,6 +72,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             raise Terminated()
         os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, target)
+    except OSError as err:   # name the output the user gave, not the hidden temp file
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        if err.filename in (None, str(tmp_path), tmp_path) or getattr(err, "filename2", None) == str(target):
+            raise OSError(err.errno, err.strerror, str(path)) from None
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()

@@ -30,3 +30,17 @@ class ParityError(FfkitError):
 
 class ArtifactError(FfkitError):
     """An ONNX file is missing, unreadable, truncated or of the wrong kind."""
+
+
+class ResourceError(FfkitError):
+    """The machine, not the input, stopped the work: disk full, file too large for the
+    filesystem, no permission to write, read-only filesystem, out of memory."""
+
+    exit_code = 4
+
+
+class LibraryError(FfkitError):
+    """A library (onnxruntime, onnx, OpenCV, PyAV, torch, numpy) failed on an input that passed
+    ffkit's checks; the message names the file and the library's reason."""
+
+    exit_code = 5

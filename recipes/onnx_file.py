@@ -45,7 +45,11 @@ _N_NAME, _N_OP_TYPE, _N_DOMAIN = 3, 4, 7
 #: How many leading nodes :class:`ModelInfo` keeps (insightface's ArcFaceONNX reads the first 8).
 HEAD_NODES = 8
 # TensorProto
-_T_DIMS, _T_DATA_TYPE, _T_FLOAT_DATA, _T_NAME, _T_RAW_DATA, _T_DATA_LOCATION = 1, 2, 4, 8, 9, 14
+_T_DIMS, _T_DATA_TYPE, _T_FLOAT_DATA, _T_NAME, _T_RAW_DATA, _T_EXTERNAL, _T_DATA_LOCATION = 1, 2, 4, 8, 9, 13, 14
+# NodeProto inputs and attributes; AttributeProto's tensor
+_N_INPUT, _N_ATTRIBUTE, _A_TENSOR = 1, 5, 5
+#: Node types whose output size a file can declare (a constant, or a shape read from an initializer).
+SIZING_OPS = frozenset({"Constant", "ConstantOfShape", "Expand", "Tile"})
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,15 @@ class InitializerInfo:
     offset: int | None = None  # of raw_data or packed float_data; None: external or not raw
     length: int = 0
     packed_floats: bool = False
+    external: tuple[tuple[str, str], ...] = ()  # external_data key/value pairs (location, offset, length)
+
+    @property
+    def elements(self) -> int:
+        """Elements its dims declare (negative dims count as 0)."""
+        n = 1
+        for d in self.dims:
+            n *= max(int(d), 0)
+        return n
 
 
 @dataclass(frozen=True)
@@ -84,17 +97,14 @@ class ModelInfo:
     initializers: tuple[InitializerInfo, ...] = ()
     head_nodes: tuple[tuple[str, str], ...] = ()  # (name, op_type) of the first HEAD_NODES nodes
     op_types: frozenset[tuple[str, str]] = frozenset()  # (domain, op_type) of every node ("" = ONNX)
+    #: (op_type, input names, dims of each tensor attribute) of the nodes that can make a tensor
+    #: of a declared size: Constant, ConstantOfShape, Expand, Tile (checked by :mod:`.onnx_limits`)
+    sizing_nodes: tuple[tuple[str, tuple[str, ...], tuple[tuple[int, ...], ...]], ...] = ()
 
     @property
     def parameter_count(self) -> int:
         """Elements in all initializers (the weights; shape constants are negligible)."""
-        total = 0
-        for init in self.initializers:
-            n = 1
-            for d in init.dims:
-                n *= max(int(d), 0)
-            total += n
-        return total
+        return sum(init.elements for init in self.initializers)
 
     @property
     def last_initializer(self) -> InitializerInfo | None:
@@ -186,8 +196,17 @@ def _value_info(buf, start: int, end: int) -> TensorInfo:
 
 def _initializer(buf, start: int, end: int) -> InitializerInfo:
     name, dims, dtype, offset, length, packed, external = "", [], 0, None, 0, False, False
+    entries: list[tuple[str, str]] = []
     for num, wire, a, b in _fields(buf, start, end):
-        if num == _T_DIMS:
+        if num == _T_EXTERNAL and wire == 2:
+            key = value = ""
+            for knum, kwire, ka, kb in _fields(buf, a, b):
+                if knum == 1 and kwire == 2:
+                    key = _text(buf, ka, kb)
+                elif knum == 2 and kwire == 2:
+                    value = _text(buf, ka, kb)
+            entries.append((key, value))
+        elif num == _T_DIMS:
             if wire == 0:
                 dims.append(_signed(a))
             elif wire == 2:  # packed
@@ -207,7 +226,30 @@ def _initializer(buf, start: int, end: int) -> InitializerInfo:
             external = True
     if external:
         offset, length = None, 0
-    return InitializerInfo(name, tuple(dims), dtype, offset, length, packed)
+    return InitializerInfo(name, tuple(dims), dtype, offset, length, packed, tuple(entries))
+
+
+def _node(buf, start: int, end: int) -> tuple[str, str, str, tuple[str, ...], tuple[tuple[int, ...], ...]]:
+    """``(name, op_type, domain, inputs, dims of each tensor attribute)`` of one NodeProto."""
+    name = op = domain = ""
+    inputs: list[str] = []
+    tensors: list[tuple[int, ...]] = []
+    for nnum, nwire, na, nb in _fields(buf, start, end):
+        if nwire != 2:
+            continue
+        if nnum == _N_NAME:
+            name = _text(buf, na, nb)
+        elif nnum == _N_OP_TYPE:
+            op = _text(buf, na, nb)
+        elif nnum == _N_DOMAIN:
+            domain = _text(buf, na, nb)
+        elif nnum == _N_INPUT:
+            inputs.append(_text(buf, na, nb))
+        elif nnum == _N_ATTRIBUTE:
+            for anum, awire, aa, ab in _fields(buf, na, nb):
+                if anum == _A_TENSOR and awire == 2:
+                    tensors.append(_initializer(buf, aa, ab).dims)
+    return name, op, domain, tuple(inputs), tuple(tensors)
 
 
 def _scan(buf, path: Path) -> ModelInfo:
@@ -217,6 +259,7 @@ def _scan(buf, path: Path) -> ModelInfo:
     initializers: list[InitializerInfo] = []
     head: list[tuple[str, str]] = []
     op_types: set[tuple[str, str]] = set()
+    sizing: list[tuple[str, tuple[str, ...], tuple[tuple[int, ...], ...]]] = []
     saw_graph = False
     for num, wire, a, b in _fields(buf, 0, len(buf)):
         if num == _M_METADATA and wire == 2:
@@ -233,16 +276,9 @@ def _scan(buf, path: Path) -> ModelInfo:
                 if gwire != 2:
                     continue
                 if gnum == _G_NODE:
-                    name = op = domain = ""
-                    for nnum, nwire, na, nb in _fields(buf, ga, gb):
-                        if nwire != 2:
-                            continue
-                        if nnum == _N_NAME:
-                            name = _text(buf, na, nb)
-                        elif nnum == _N_OP_TYPE:
-                            op = _text(buf, na, nb)
-                        elif nnum == _N_DOMAIN:
-                            domain = _text(buf, na, nb)
+                    name, op, domain, node_inputs, tensors = _node(buf, ga, gb)
+                    if domain in ("", "ai.onnx") and op in SIZING_OPS:
+                        sizing.append((op, node_inputs, tensors))
                     op_types.add((domain, op))
                     if len(head) < HEAD_NODES:
                         head.append((name, op))
@@ -255,7 +291,7 @@ def _scan(buf, path: Path) -> ModelInfo:
     if not saw_graph or not outputs:
         raise ValueError("no graph")
     return ModelInfo(path, metadata, tuple(inputs), tuple(outputs), tuple(initializers), tuple(head),
-                     frozenset(op_types))
+                     frozenset(op_types), tuple(sizing))
 
 
 def check_onnx_path(path: str | os.PathLike) -> Path:
@@ -272,9 +308,15 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
     path = check_onnx_path(path)
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            return _scan(mm, path)
-    except (ValueError, IndexError, OSError) as err:
+            info = _scan(mm, path)
+    except OSError as err:
+        raise ArtifactError(f"{path}: cannot read it ({err.strerror or err})") from None
+    except (ValueError, IndexError) as err:
         raise ArtifactError(f"{path}: not an ONNX model or truncated ({err})") from None
+    from .onnx_limits import check_model_limits
+
+    check_model_limits(info)
+    return info
 
 
 def read_initializer(info: ModelInfo, init: InitializerInfo) -> np.ndarray:
@@ -309,9 +351,12 @@ def load_onnx(path: str | os.PathLike, load_weights: bool = True):
     from google.protobuf.message import DecodeError
 
     path = check_onnx_path(path)
+    read_model_info(path)  # the same checks first: sizes, external data locations
     try:
         model = onnx.load(str(path), load_external_data=load_weights)
-    except (DecodeError, RuntimeWarning, ValueError, OSError) as err:
+    except OSError as err:
+        raise ArtifactError(f"{path}: cannot read it or its external data ({err.strerror or err})") from None
+    except (DecodeError, RuntimeWarning, ValueError) as err:
         raise ArtifactError(f"{path}: not an ONNX model or truncated ({type(err).__name__})") from None
     except Exception as err:  # noqa: BLE001 - protobuf raises assorted types on garbage
         raise ArtifactError(f"{path}: not an ONNX model or truncated ({type(err).__name__}: {err})") from None

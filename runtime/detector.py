@@ -22,6 +22,7 @@ from ffkit.recipes.retinaface import MIN_SIZES, OUTPUTS, PIXELS, STEPS, VARIANCE
 from ffkit.recipes.spec import PixelFormat
 
 from .retinaface_decode import Detections, detect_faces
+from .sessions import run_session
 
 __all__ = ["DetectParams", "Detector", "resize_for_detection", "draw_detections"]
 
@@ -90,7 +91,7 @@ class Detector:
         ``{'loc': 1xAx4, 'conf': 1xAx2, 'landms': 1xAx10}`` float32, keyed by the recipe's names
         in output order whatever the file calls them (``landmarks`` in some exports)."""
         x = self.pixels.to_tensor(image).astype(self.input_dtype, copy=False)
-        outs = self.session.run(self.output_names, {self.input_name: x})
+        outs = list(run_session(self.session, {self.input_name: x}, self.output_names).values())
         return {spec.name: np.asarray(o, dtype=np.float32) for spec, o in zip(OUTPUTS, outs)}
 
     def detect(self, image: np.ndarray, params: DetectParams = DetectParams()) -> Detections:

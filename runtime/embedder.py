@@ -8,6 +8,7 @@ import onnxruntime as ort
 from ffkit.recipes.spec import PixelFormat
 
 from .geometry import warp_face
+from .sessions import run_session
 from .templates import norm_matrix
 
 __all__ = ["Embedder", "normalize", "cosine_similarity"]
@@ -70,7 +71,7 @@ class Embedder:
         outs = []
         for crop in crops:
             x = self.pixels.to_tensor(crop).astype(self.input_dtype, copy=False)
-            outs.append(np.asarray(self.session.run([self.output_name], {self.input_name: x})[0],
+            outs.append(np.asarray(run_session(self.session, {self.input_name: x}, [self.output_name])[self.output_name],
                                    dtype=np.float32).reshape(-1))
         return np.stack(outs) if outs else np.zeros((0, 512), np.float32)
 

@@ -15,6 +15,7 @@ import onnxruntime as ort
 from ffkit.recipes.spec import Recipe
 
 from .geometry import paste_region, warp_face
+from .sessions import run_session
 from .templates import GFPGAN_BORDER_VALUE, gfpgan_norm_matrix
 
 __all__ = ["Enhancer", "paste_restored"]
@@ -120,7 +121,7 @@ class Enhancer:
         m = gfpgan_norm_matrix(landmarks, self.crop_size)
         crop = warp_face(frame, m, self.crop_size, border_value=GFPGAN_BORDER_VALUE)
         x = self.pixels.to_tensor(crop).astype(self.input_dtype, copy=False)
-        out = self.session.run([self.output_name], {self.input_name: x})[0]
+        out = run_session(self.session, {self.input_name: x}, [self.output_name])[self.output_name]
         restored = self.output_pixels.to_pixels(np.clip(np.asarray(out, dtype=np.float32), -1.0, 1.0))[0]
         blend = float(min(max(blend, 0.0), 1.0))
         if blend < 1.0:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
@@ -20,6 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ffkit.recipes.errors import ArtifactError, FfkitError
+from ffkit.recipes.onnx_file import read_model_info
 
 __all__ = ["PROVIDER_ALIASES", "AUTO_ORDER", "LEVELS", "SessionSettings", "session_options", "create_session",
            "run_session", "ProviderChoice", "resolve_providers", "SessionPool", "default_threads"]
@@ -95,28 +97,61 @@ def create_session(model: str | os.PathLike | bytes | Any, settings: SessionSett
             the path, or "in-memory model").
     """
     if isinstance(model, (str, os.PathLike)):
+        read_model_info(model)   # the one reader's checks first: sizes, external data locations
         source: str | bytes = str(model)
         label = name or str(model)
     else:
         source = model if isinstance(model, bytes) else model.SerializeToString()
         label = name or "in-memory model"
     try:
-        return ort.InferenceSession(source, session_options(settings), providers=list(settings.providers))
+        session = ort.InferenceSession(source, session_options(settings), providers=list(settings.providers))
     except FfkitError:
         raise
+    except MemoryError:
+        raise ArtifactError(f"{label}: out of memory while onnxruntime loads it") from None
     except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
-        text = str(err).strip()
-        first = text.splitlines()[0][:300] if text else type(err).__name__
-        raise ArtifactError(f"{label}: onnxruntime cannot load it ({first})") from None
+        raise ArtifactError(f"{label}: onnxruntime cannot load it ({_first_line(err)})") from None
+    _LABELS[session] = label
+    return session
 
 
-def run_session(session: ort.InferenceSession, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run ``session`` on the feeds it takes (extra keys ignored); ``{output name: array}`` in the
-    session's output order."""
-    names = [o.name for o in session.get_outputs()]
+#: The file (or name) each live session was made from, for messages about a failed run.
+_LABELS: "weakref.WeakKeyDictionary[ort.InferenceSession, str]" = weakref.WeakKeyDictionary()
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    line = text.splitlines()[0] if text else type(err).__name__
+    # onnxruntime prefixes its own status: "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : ..."
+    return line.split(" : ")[-1].strip()[:300] if line.startswith("[ONNXRuntimeError]") else line[:300]
+
+
+def run_session(session: ort.InferenceSession, feeds: Mapping[str, np.ndarray],
+                outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Run ``session`` on the feeds it takes (extra keys ignored); ``{output name: array}`` for
+    ``outputs`` (default: all, in the session's output order).
+
+    Raises:
+        ArtifactError: onnxruntime refused the inputs or failed while running (a model whose
+            graph does not fit the inputs its recipe gives, an allocation it cannot make): one
+            line naming the model's file and onnxruntime's reason.
+    """
+    names = list(outputs) if outputs is not None else [o.name for o in session.get_outputs()]
     wanted = {i.name for i in session.get_inputs()}
-    outs = session.run(names, {k: v for k, v in feeds.items() if k in wanted})
+    try:
+        outs = session.run(names, {k: v for k, v in feeds.items() if k in wanted})
+    except MemoryError:
+        raise ArtifactError(f"{_LABELS.get(session, 'model')}: out of memory while running it") from None
+    except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
+        if type(err).__module__.startswith("onnxruntime"):
+            raise ArtifactError(f"{_LABELS.get(session, 'model')}: onnxruntime failed to run it on "
+                                f"{_shapes(feeds, wanted)} ({_first_line(err)})") from None
+        raise
     return dict(zip(names, outs))
+
+
+def _shapes(feeds: Mapping[str, np.ndarray], wanted: set[str]) -> str:
+    return ", ".join(f"{k} {'x'.join(map(str, np.shape(v)))}" for k, v in feeds.items() if k in wanted)
 
 #: Short names accepted by ``--providers`` (any case), and the full names themselves.
 PROVIDER_ALIASES = {

@@ -32,8 +32,8 @@ from .media import (
     is_video_path,
     iter_frames,
     probe_video,
-    read_image,
-    write_image,
+    read_picture,
+    write_picture,
 )
 
 __all__ = ["SwapSummary", "swap_image", "swap_video", "swap_file", "check_output_path"]
@@ -56,6 +56,7 @@ class SwapSummary:
     fps: Optional[str] = None
     has_audio: bool = False
     faces: list[FaceRecord] = field(default_factory=list)
+    not_kept: list[str] = field(default_factory=list)  # what the output format could not keep ("alpha", ...)
 
     @property
     def frames_per_second(self) -> float:
@@ -98,19 +99,24 @@ def check_output_path(target: str | os.PathLike, output: str | os.PathLike) -> N
 
 def swap_image(pipeline: Pipeline, source: SourceFace, target: str | os.PathLike, output: str | os.PathLike,
                reference: Optional[np.ndarray] = None) -> SwapSummary:
-    """Swap the faces of the image ``target`` and write ``output`` (same size; atomic).
+    """Swap the faces of the image ``target`` and write ``output`` (same size; atomic). An alpha
+    channel is carried through (PNG/WebP outputs) and a 16-bit PNG stays 16-bit, its untouched
+    pixels bit-exact (:func:`~ffkit.runtime.media.write_picture`); what the output format
+    cannot keep is listed in ``SwapSummary.not_kept``.
 
     Raises:
         MediaError / FfkitError: unreadable target, unwritable output (one line, no output).
     """
     start = time.perf_counter()
-    image = read_image(target)
+    picture = read_picture(target)
+    image = picture.bgr
     result = pipeline.process_frame(image, source, reference)
-    write_image(output, result.image)
+    lost = write_picture(output, result.image, picture)
     has = result.swapped > 0
     return SwapSummary("image", str(target), str(output), image.shape[1], image.shape[0], frames=1,
                        frames_with_faces=int(has), frames_without_faces=int(not has),
-                       faces_swapped=result.swapped, seconds=time.perf_counter() - start, faces=result.faces)
+                       faces_swapped=result.swapped, seconds=time.perf_counter() - start, faces=result.faces,
+                       not_kept=lost)
 
 
 def swap_video(pipeline: Pipeline, source: SourceFace, target: str | os.PathLike, output: str | os.PathLike,

@@ -21,6 +21,7 @@ from ffkit.recipes.spec import Recipe
 
 from .embedder import normalize
 from .geometry import paste_back, paste_region, warp_face
+from .sessions import run_session
 from .templates import norm_matrix
 
 __all__ = ["Swapper"]
@@ -81,7 +82,7 @@ class Swapper:
         crop = warp_face(frame, m, self.crop_size)
         feeds = {self.target_name: self.pixels.to_tensor(crop).astype(self.input_dtype, copy=False),
                  self.latent_name: np.asarray(latent, dtype=self.input_dtype).reshape(1, -1)}
-        out = self.session.run([self.output_name], feeds)[0]
+        out = run_session(self.session, feeds, [self.output_name])[self.output_name]
         return self.output_pixels.to_pixels(np.asarray(out, dtype=np.float32))[0], m
 
     def swap_into(self, frame: np.ndarray, landmarks: np.ndarray, latent: np.ndarray) -> Region | None:

@@ -24,6 +24,7 @@ import contextlib
 import io
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -158,7 +159,7 @@ class CalibrationStats:
                     lo, hi, thr = data[f"m{i}"]
                     hists[name] = (data[f"h{i}"], data[f"e{i}"], lo, hi, thr)
             return cls(hists, int(meta["samples"]))
-        except (OSError, KeyError, ValueError):
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):   # truncated: recomputed
             return None
 
 

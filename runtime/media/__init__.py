@@ -14,11 +14,12 @@ The package (import everything from here)::
 """
 
 from .common import IMAGE_SUFFIXES, VIDEO_SUFFIXES, MediaError, is_image_path, is_video_path
-from .images import read_image, write_image
+from .images import MAX_IMAGE_PIXELS, Picture, read_image, read_picture, write_image, write_picture
 from .video_in import VideoInfo, iter_frames, probe_video
 from .video_out import VideoWriter
 
 __all__ = [
+    "MAX_IMAGE_PIXELS", "Picture", "read_picture", "write_picture",
     "MediaError", "VideoInfo", "VideoWriter", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES",
     "read_image", "write_image", "is_image_path", "is_video_path",
     "probe_video", "iter_frames",

@@ -171,7 +171,8 @@ def iter_frames(path, timestamps: bool = False) -> Iterator:
     The file is validated eagerly (MediaError raised by this call, not at the
     first ``next``); frames are decoded lazily with PyAV (threaded) and the file
     is closed when the iterator is exhausted or closed. A decode error midway
-    raises MediaError naming the frame index.
+    raises MediaError naming the frame index, and so does a stream that ends before the
+    frame count its container index declares (a truncated file: no silent short output).
     """
     path = os.fspath(path)
     _open_video(path).close()
@@ -202,6 +203,10 @@ def _frame_gen(path: str, timestamps: bool) -> Iterator:
                     yield image, t
                 index += 1
         except av.FFmpegError as exc:
-            raise MediaError(f"decode error at frame {index} of {path}: {exc.strerror or exc}") from exc
+            raise MediaError(f"decode error at frame {index} of {path}: {exc.strerror or exc}") from None
+        declared = int(vs.frames or 0)
+        if declared and index < declared:
+            raise MediaError(f"{path}: decoded {index} of the {declared} frames its index declares: "
+                             "truncated or damaged")
     finally:
         container.close()
