@@ -22,8 +22,9 @@ from .errors import FfkitError, ResourceError, Terminated
 STOP_REQUESTED = threading.Event()
 
 
-def check_writable(path: Path) -> None:
-    """Fail early, with one line, if ``path`` cannot be created (missing or read-only folder)."""
+def check_writable(path: Path, need_bytes: int = 0) -> None:
+    """Fail early, with one line, if ``path`` cannot be created (missing or read-only folder), or
+    if its filesystem has fewer than ``need_bytes`` free (when the size is known beforehand)."""
     parent = Path(path).resolve().parent
     if not parent.is_dir():
         raise FfkitError(f"{path}: cannot write output, folder {parent} does not exist")
@@ -31,6 +32,15 @@ def check_writable(path: Path) -> None:
         raise FfkitError(f"{path}: cannot write output, folder {parent} is not writable")
     if Path(path).is_dir():
         raise FfkitError(f"{path}: cannot write output, it is a folder")
+    if need_bytes > 0:
+        try:
+            stat = os.statvfs(parent)
+        except (OSError, AttributeError):   # not knowable here (Windows, some FUSE mounts)
+            return
+        free = stat.f_bavail * stat.f_frsize
+        if free < need_bytes:
+            raise ResourceError(f"{path}: needs {need_bytes / (1 << 20):.1f} MiB but {parent} has "
+                                f"{free / (1 << 20):.1f} MiB free; free some or write elsewhere")
 
 
 def current_umask() -> int:
@@ -48,7 +58,7 @@ def current_umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, need_bytes: int = 0) -> Iterator[Path]:
     """Yield a temp path beside the real target; rename it onto the target only if the block succeeds.
 
     The temp file keeps the target's suffix last (``.m.onnx.x1y2.part.onnx``), so a writer that
@@ -58,7 +68,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     ``path`` is left untouched.
     """
     path = Path(path)
-    check_writable(path)
+    check_writable(path, need_bytes)
     target = Path(os.path.realpath(path))
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".part{target.suffix}", dir=target.parent)

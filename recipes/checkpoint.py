@@ -15,12 +15,35 @@ from pathlib import Path
 
 import torch
 
-from . import pickled_module
+from . import pickled_module, torchscript_archive
 from .errors import CheckpointError
 from .paths import require_file, sha256_of  # noqa: F401 - sha256_of: part of this module's API
 from .spec import Recipe
 
 SHOW = 3  # how many offending keys a message names
+
+
+#: A checkpoint archive may unpack to at most this many times its size on disk (plus 64 MiB):
+#: torch.save stores its members uncompressed, so a real checkpoint unpacks to about 1x.
+MAX_UNPACK_RATIO = 4
+
+
+def check_archive_sizes(path: Path) -> None:
+    """Refuse, before anything is unpacked, a zip checkpoint whose members declare far more bytes
+    than the file holds (a zip bomb: 6 MB that inflates to gigabytes), or whose central
+    directory cannot be read; other formats pass (the loader judges them)."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(max(0, m.file_size) for m in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: truncated or not a PyTorch checkpoint ({err})") from None
+    size = path.stat().st_size
+    if declared > MAX_UNPACK_RATIO * size + (64 << 20):
+        raise CheckpointError(f"{path}: its archive members declare {declared / (1 << 20):.0f} MiB unpacked from "
+                              f"{size / (1 << 20):.1f} MiB on disk (over {MAX_UNPACK_RATIO}x: a zip bomb?); refused "
+                              "before unpacking")
 
 
 def _torch_load(path: Path, restricted_pickle=None) -> object:
@@ -30,6 +53,7 @@ def _torch_load(path: Path, restricted_pickle=None) -> object:
     through that unpickler's allowlist (stubs, containers, tensor rebuilds) and nothing else
     can be called. Errors become one-line CheckpointErrors naming the file."""
     require_file(path, CheckpointError, empty="empty file, truncated or not a PyTorch checkpoint")
+    check_archive_sizes(path)
     if restricted_pickle is not None and not issubclass(restricted_pickle.Unpickler, pickled_module.RestrictedUnpickler):
         raise TypeError("weights_only=False needs ffkit's restricted unpickler")
     args = {"weights_only": True} if restricted_pickle is None else {"weights_only": False,
@@ -81,12 +105,17 @@ def read_state_dict(path: str | Path, recipe: Recipe) -> dict[str, torch.Tensor]
     """Read a published checkpoint and return the module's own state_dict.
 
     Reads it as the recipe's ``checkpoint_format`` says (a ``pickled_module`` through
-    :func:`_read_pickled_module`), unwraps the recipe's wrapper keys (e.g. ``params_ema`` then
+    :func:`_read_pickled_module`; a TorchScript archive, where the recipe's ``torchscript_archives``
+    allows it, through :mod:`.torchscript_archive`), unwraps the recipe's wrapper keys (e.g. ``params_ema`` then
     ``params``) and a ``{'state_dict': ...}`` wrapper, and strips the recipe's optional key prefix
     (``module.`` from DataParallel) when every key carries it.
     """
     path = Path(path)
-    obj = _read_pickled_module(path, recipe) if recipe.checkpoint_format == "pickled_module" else _torch_load(path)
+    if recipe.torchscript_archives and pickled_module.is_torchscript(path):   # read, never run
+        check_archive_sizes(path)
+        obj = torchscript_archive.read_state_dict(path, recipe.name)
+    else:
+        obj = _read_pickled_module(path, recipe) if recipe.checkpoint_format == "pickled_module" else _torch_load(path)
     if isinstance(obj, Mapping):
         for wrapper in (*recipe.wrappers, "state_dict"):
             if wrapper in obj and isinstance(obj[wrapper], Mapping):
@@ -127,6 +156,12 @@ def load_into(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], pa
             parts.append(f"{len(shapes)} shape mismatches (first: {'; '.join(shapes[:SHOW])}, file vs {recipe.name})")
         raise CheckpointError(f"{path}: not a {recipe.name} checkpoint: " + "; ".join(parts))
     converted = {k: state_dict[k].to(v.dtype) for k, v in expected.items()}
+    bad = [(k, int((~torch.isfinite(t)).sum())) for k, t in converted.items()
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        first, count = bad[0]
+        raise CheckpointError(f"{path}: {len(bad)} tensors hold NaN or Inf values (first: {first}, {count} values); "
+                              "the checkpoint is damaged or was saved from a diverged run")
     model.load_state_dict(converted, strict=True)
     model.eval()
 

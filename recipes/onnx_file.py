@@ -371,7 +371,7 @@ def save_onnx(model, path: str | os.PathLike) -> Path:
     import onnx
 
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, need_bytes=model.ByteSize()) as tmp:   # free space checked before writing
         onnx.save(model, str(tmp))
     return path
 

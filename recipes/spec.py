@@ -21,12 +21,24 @@ import numpy as np
 Role = Literal["detector", "landmarker", "embedder", "swapper", "enhancer", "parser", "frame_enhancer"]
 
 
+def axis_size(name: str, dims: Mapping[str, int]) -> int:
+    """The size of the dynamic axis ``name``: ``dims[name]``, or for ``"<k><name>"`` (``"4H"``)
+    ``k * dims[name]``; a KeyError names the axis when ``dims`` lacks it."""
+    if name in dims:
+        return int(dims[name])
+    digits = len(name) - len(name.lstrip("0123456789"))
+    if 0 < digits < len(name) and name[digits:] in dims:
+        return int(name[:digits]) * int(dims[name[digits:]])
+    raise KeyError(name)
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """One ONNX input or output.
 
     ``shape`` holds ints for fixed axes and strings for dynamic axes (``"N"``, ``"H"``,
-    ``"W"``, ``"A"``); the strings become the ONNX ``dim_param`` names.
+    ``"W"``, ``"A"``); the strings become the ONNX ``dim_param`` names. A name that is a whole
+    multiple of another (``"4H"``: an upscaler's output) is sized ``4 * dims["H"]``.
     ``sample`` says how to draw a test input: ``("uniform", low, high)`` or ``("unit_norm",)``
     (a standard normal vector divided by its L2 norm, as an identity latent is).
     """
@@ -42,8 +54,8 @@ class TensorSpec:
         return {i: d for i, d in enumerate(self.shape) if isinstance(d, str)}
 
     def concrete_shape(self, dims: Mapping[str, int]) -> tuple[int, ...]:
-        """The shape with each dynamic axis replaced by ``dims[name]``."""
-        return tuple(d if isinstance(d, int) else int(dims[d]) for d in self.shape)
+        """The shape with each dynamic axis replaced by ``dims[name]`` (``"4H"``: ``4 * dims["H"]``)."""
+        return tuple(d if isinstance(d, int) else axis_size(d, dims) for d in self.shape)
 
     def draw(self, rng: np.random.Generator, dims: Mapping[str, int]) -> np.ndarray:
         """A float32 array of this input's shape drawn as ``sample`` says."""
@@ -79,12 +91,14 @@ class AccuracyBudget:
     """What a reduced-precision variant (fp16, int8) may cost, measured on one output.
 
     ``metric`` is one of ``cosine`` (higher is better: embeddings), ``psnr`` (dB over the
-    output's nominal ``peak`` range, higher is better: images), ``max_abs`` (lower is better)
-    or ``rel_l2`` (lower is better: detector heads). ``note`` records the measurement it
-    was set from.
+    output's nominal ``peak`` range, higher is better: images), ``max_abs`` (lower is better),
+    ``rel_l2`` (lower is better: detector heads) or ``landmark_nme`` (lower is better: a
+    landmarker's heatmaps, judged on the points they decode to: the mean distance of a point from
+    the reference's over the heatmap width, :mod:`ffkit.validation.landmark_metrics`). ``note``
+    records the measurement it was set from.
     """
 
-    metric: Literal["cosine", "psnr", "max_abs", "rel_l2"]
+    metric: Literal["cosine", "psnr", "max_abs", "rel_l2", "landmark_nme"]
     threshold: float
     note: str = ""
 
@@ -214,6 +228,9 @@ class Recipe:
         publisher's spelling of the same network (e.g. yakhyo/face-parsing's BiSeNet) to this
         recipe's keys; called with the unwrapped, prefix-stripped dict, returns it unchanged when
         it is already in the recipe's layout (torch-free: it only renames and drops keys).
+      torchscript_archives: whether a TorchScript archive (``torch.jit.save`` zip) of the same module
+        tree is accepted too: its parameters and buffers are read without running its code
+        (:mod:`ffkit.recipes.torchscript_archive`); otherwise such a file is refused.
     """
 
     name: str
@@ -247,6 +264,7 @@ class Recipe:
     identity_space: str | None = None
     source_crop: Literal["own", "swapper"] = "own"
     state_dict_adapter: str | None = None
+    torchscript_archives: bool = False
 
     def __post_init__(self) -> None:
         # A frozen Recipe holds no mutable mapping: budgets and arch kwargs are read-only views.

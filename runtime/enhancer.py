@@ -1,7 +1,10 @@
 """Face restoration with a GFPGAN artifact (facexlib ``FaceRestoreHelper`` alignment and paste).
 
-The restored 512 crop goes back as facexlib's ``paste_faces_to_input_image`` pastes it without
-a parsing model (``use_parse=False``, ``upscale_factor=1``): :func:`paste_restored`.
+The restored 512 crop goes back as facexlib's ``paste_faces_to_input_image`` pastes it
+(``upscale_factor=1``): without a parsing model, feathered by the face area
+(:func:`paste_restored`); with one (GFPGANer's ``use_parse=True``), inside the parser's face
+classes, blurred as facexlib blurs them (:func:`parsed_face_mask`, :func:`paste_parsed`), so
+hair, ears, neck and background keep the frame's pixels.
 """
 
 from __future__ import annotations
@@ -18,7 +21,68 @@ from .geometry import paste_region, warp_face
 from .sessions import run_session
 from .templates import GFPGAN_BORDER_VALUE, gfpgan_norm_matrix
 
-__all__ = ["Enhancer", "paste_restored"]
+__all__ = ["Enhancer", "paste_restored", "parsed_face_mask", "paste_parsed", "PARSE_KEEP"]
+
+#: facexlib ``MASK_COLORMAP``: the parser classes a restored face is pasted over (255 there):
+#: skin, brows, eyes, glasses, ears, earring, nose, mouth, lips and necklace; background, neck,
+#: cloth, hair and hat (0) keep the frame.
+PARSE_KEEP = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15)
+#: facexlib zeroes this many pixels along each border of the blurred mask ("the black borders").
+PARSE_BORDER = 10
+
+
+def parsed_face_mask(labels: np.ndarray) -> np.ndarray:
+    """facexlib's paste mask from a ``S x S`` label map of the restored face (classes 0..18):
+    255 on :data:`PARSE_KEEP`, Gaussian-blurred twice (101 x 101, sigma 11), a 10-pixel border
+    zeroed, divided by 255. ``S x S`` float64 in [0, 1]."""
+    mask = np.where(np.isin(labels, PARSE_KEEP), 255.0, 0.0)
+    mask = cv2.GaussianBlur(mask, (101, 101), 11)
+    mask = cv2.GaussianBlur(mask, (101, 101), 11)
+    t = PARSE_BORDER
+    mask[:t, :] = 0
+    mask[-t:, :] = 0
+    mask[:, :t] = 0
+    mask[:, -t:] = 0
+    return mask / 255.0
+
+
+def paste_parsed(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, mask: np.ndarray, *,
+                 blend: float = 1.0, out: np.ndarray | None = None) -> Region | None:
+    """Paste a restored crop as facexlib does with a parsing model: ``soft = warpAffine(mask,
+    inv, flags=3)`` (``mask`` from :func:`parsed_face_mask`, resized to the crop), ``out = soft *
+    warpAffine(face, inv) + (1 - soft) * frame`` truncated to uint8; ``blend`` scales ``soft``.
+    Work is confined to the warped crop's box; pixels where ``soft`` is 0 stay bit-identical.
+
+    Args:
+        frame: ``H x W x 3`` uint8 BGR. face: ``S x S x 3`` uint8 BGR restored crop.
+        matrix: ``2 x 3`` frame -> crop matrix it was cut with. mask: ``S x S`` float in [0, 1].
+
+    Returns:
+        The frame box ``(x0, y0, x1, y1)`` that may have changed, or None.
+    """
+    if out is None:
+        out = frame.copy()
+    crop_h, crop_w = face.shape[:2]
+    roi = paste_region(frame.shape, matrix, (crop_w, crop_h), blur_radius=2)
+    blend = float(min(max(blend, 0.0), 1.0))
+    if roi is None or blend == 0.0:
+        return None
+    x0, y0, x1, y1 = roi
+    inv = cv2.invertAffineTransform(np.asarray(matrix, dtype=np.float64))
+    inv[:, 2] -= (x0, y0)
+    size = (x1 - x0, y1 - y0)
+    restored = cv2.warpAffine(face, inv, size).astype(np.float32)
+    mask = cv2.resize(np.asarray(mask, dtype=np.float64), (crop_w, crop_h))
+    soft = cv2.warpAffine(mask, inv, size, flags=3).astype(np.float32) * np.float32(blend)
+    rows, cols = np.flatnonzero((soft > 0).any(axis=1)), np.flatnonzero((soft > 0).any(axis=0))
+    if rows.size == 0:
+        return None
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    soft3 = soft[r0:r1, c0:c1, None]
+    target = frame[y0 + r0:y0 + r1, x0 + c0:x0 + c1].astype(np.float32)
+    blended = soft3 * restored[r0:r1, c0:c1] + (1 - soft3) * target
+    out[y0 + r0:y0 + r1, x0 + c0:x0 + c1] = np.clip(blended, 0, 255).astype(np.uint8)
+    return x0 + c0, y0 + r0, x0 + c1, y0 + r1
 
 Region = tuple[int, int, int, int]
 
@@ -128,12 +192,18 @@ class Enhancer:
             restored = cv2.addWeighted(restored, blend, crop, 1.0 - blend, 0.0)
         return restored, m
 
-    def enhance_into(self, frame: np.ndarray, landmarks: np.ndarray, blend: float = 1.0) -> Region | None:
+    def enhance_into(self, frame: np.ndarray, landmarks: np.ndarray, blend: float = 1.0,
+                     parser=None) -> Region | None:
         """Restore the face at ``landmarks`` (``5 x 2``) in ``frame`` (``H x W x 3`` uint8 BGR)
         **in place**, ``blend`` (0..1) the share of the restored face; returns the frame box
-        that may have changed, or None. Pixels outside the warped 512 crop (eroded by about a
-        tenth of its side) stay bit-identical."""
+        that may have changed, or None. Without ``parser``, pixels outside the warped 512 crop
+        (eroded by about a tenth of its side) stay bit-identical; with a
+        :class:`~ffkit.runtime.face_parser.FaceParser`, the restored face's labels decide
+        (:func:`paste_parsed`): only its face classes, softened, change."""
         if blend <= 0.0:
             return None
         face, m = self.enhance_crop(frame, landmarks)
+        if parser is not None:
+            mask = parsed_face_mask(parser.parse(face)[0])
+            return paste_parsed(frame, face, m, mask, blend=blend, out=frame)
         return paste_restored(frame, face, m, blend=blend, out=frame)

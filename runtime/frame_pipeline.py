@@ -1,4 +1,5 @@
-"""Per-frame face swapping: detect -> select -> align/embed -> swap -> paste back [-> enhance].
+"""Per-frame face swapping: detect -> [68 landmarks] -> select -> align/embed -> swap ->
+[colour match] -> paste back (box and/or parser region mask) [-> restore] [-> frame upscale].
 
 Its one job is one frame at a time; reading and writing files, and the worker threads
 of a video, are :mod:`ffkit.runtime.swap_files`. Frames are ``H x W x 3`` uint8 **BGR**
@@ -17,9 +18,15 @@ import numpy as np
 
 from ffkit.recipes.errors import FfkitError
 
+from .color_match import match_colors
 from .detector import Detector, DetectParams
 from .embedder import Embedder, cosine_similarity, normalize
 from .enhancer import Enhancer
+from .face_masks import DEFAULT_REGIONS, box_mask, combine_masks, region_names
+from .face_parser import FaceParser
+from .frame_enhancer import FrameEnhanceOptions, FrameEnhancer
+from .geometry import paste_back, paste_region, warp_face
+from .landmarker import Landmarker, landmarks_68_to_5
 from .models import ModelSelection, read_emap
 from .retinaface_decode import Detections
 from .sessions import SessionPool
@@ -44,6 +51,15 @@ class SwapOptions:
         similarity: ``reference`` mode keeps faces whose ArcFace cosine similarity to the
             reference is at least this (-1..1; 0.4 is FaceFusion's default distance 0.6).
         enhance_blend: 0..1 share of the restored face in the result (1 = fully restored).
+        mask: the paste masks, combined by their minimum: ``box`` (insightface's feathered box,
+            the default; alone it is exactly insightface's paste) and/or ``region`` (the parser's
+            ``mask_regions``, feathered as FaceFusion does).
+        mask_regions: region names for ``region`` (:data:`~ffkit.runtime.face_masks.REGIONS`).
+        color_match: match the swapped face's LAB mean/std to the target's inside the mask,
+            before the paste (:func:`~ffkit.runtime.color_match.match_colors`).
+        landmarks: 5 (the detector's) or 68 (the landmarker's, turned into 5 as FaceFusion does)
+            for the alignment of the swap and the restore.
+        frame_enhance: how the frame enhancer (when the pipeline has one) tiles and sizes.
     """
 
     detect: DetectParams = DetectParams()
@@ -52,6 +68,19 @@ class SwapOptions:
     min_face_size: float = 0.0
     similarity: float = 0.4
     enhance_blend: float = 0.8
+    mask: tuple[str, ...] = ("box",)
+    mask_regions: tuple[str, ...] = DEFAULT_REGIONS
+    color_match: bool = False
+    landmarks: Literal[5, 68] = 5
+    frame_enhance: FrameEnhanceOptions = FrameEnhanceOptions()
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.mask if m not in ("box", "region")]
+        if unknown or not self.mask:
+            raise FfkitError(f"--mask {','.join(self.mask)}: masks are box and/or region (e.g. box,region)")
+        object.__setattr__(self, "mask_regions", region_names(self.mask_regions))
+        if self.landmarks not in (5, 68):
+            raise FfkitError(f"--landmarks {self.landmarks}: 5 or 68")
 
 
 @dataclass(frozen=True)
@@ -76,11 +105,15 @@ class FaceRecord:
     similarity: Optional[float] = None
     swapped: bool = False
     regions: list[Region] = field(default_factory=list)
+    landmarks_68: Optional[list[list[float]]] = None
 
     def as_dict(self) -> dict:
-        return {"box": self.box, "score": self.score, "landmarks": self.landmarks,
-                "similarity": self.similarity, "swapped": self.swapped,
-                "regions": [list(r) for r in self.regions]}
+        d = {"box": self.box, "score": self.score, "landmarks": self.landmarks,
+             "similarity": self.similarity, "swapped": self.swapped,
+             "regions": [list(r) for r in self.regions]}
+        if self.landmarks_68 is not None:
+            d["landmarks_68"] = self.landmarks_68
+        return d
 
 
 @dataclass
@@ -90,6 +123,7 @@ class FrameResult:
 
     image: np.ndarray
     faces: list[FaceRecord]
+    frame_enhanced: bool = False   # the whole frame was upscaled: every pixel may have changed
 
     @property
     def swapped(self) -> int:
@@ -100,7 +134,10 @@ class FrameResult:
         return [r for f in self.faces for r in f.regions]
 
     def changed_mask(self) -> np.ndarray:
-        """``H x W`` bool: True inside any region the pipeline may have changed."""
+        """``H x W`` bool: True inside any region the pipeline may have changed (all of it
+        after a frame enhancer)."""
+        if self.frame_enhanced:
+            return np.ones(self.image.shape[:2], dtype=bool)
         mask = np.zeros(self.image.shape[:2], dtype=bool)
         for x0, y0, x1, y1 in self.regions:
             mask[y0:y1, x0:x1] = True
@@ -147,12 +184,21 @@ class Pipeline:
     """
 
     def __init__(self, detector: Detector, embedder: Embedder, swapper: Optional[Swapper] = None,
-                 enhancer: Optional[Enhancer] = None, options: SwapOptions = SwapOptions()):
+                 enhancer: Optional[Enhancer] = None, options: SwapOptions = SwapOptions(), *,
+                 landmarker: Optional[Landmarker] = None, parser: Optional[FaceParser] = None,
+                 frame_enhancer: Optional[FrameEnhancer] = None):
+        if "region" in options.mask and parser is None:
+            raise FfkitError("--mask region needs a face parser (bisenet_faceparsing) in the models folder")
+        if options.landmarks == 68 and landmarker is None:
+            raise FfkitError("--landmarks 68 needs a landmarker (fan_2dfan4) in the models folder")
         self.detector = detector
         self.embedder = embedder
         self.swapper = swapper
         self.enhancer = enhancer
         self.options = options
+        self.landmarker = landmarker
+        self.parser = parser
+        self.frame_enhancer = frame_enhancer
 
     @classmethod
     def from_models(cls, models: ModelSelection, pool: SessionPool,
@@ -174,7 +220,16 @@ class Pipeline:
         enhancer = None
         if models.enhancer is not None:
             enhancer = Enhancer(pool.get(models.enhancer.path), models.enhancer.recipe)
-        return cls(detector, embedder, swapper, enhancer, options)
+        landmarker = parser = frame_enhancer = None
+        if models.landmarker is not None:
+            landmarker = Landmarker(pool.get(models.landmarker.path), pixels=models.landmarker.recipe.pixels)
+        if models.parser is not None:
+            parser = FaceParser(pool.get(models.parser.path), models.parser.recipe)
+        if models.frame_enhancer is not None:
+            frame_enhancer = FrameEnhancer(pool.get(models.frame_enhancer.path), models.frame_enhancer.recipe,
+                                           options.frame_enhance)
+        return cls(detector, embedder, swapper, enhancer, options, landmarker=landmarker, parser=parser,
+                   frame_enhancer=frame_enhancer)
 
     # ---------------------------------------------------------------- identities
 
@@ -207,7 +262,8 @@ class Pipeline:
     # ---------------------------------------------------------------- frames
 
     def process_frame(self, frame: np.ndarray, source: SourceFace,
-                      reference: Optional[np.ndarray] = None) -> FrameResult:
+                      reference: Optional[np.ndarray] = None, *, detections: Optional[Detections] = None,
+                      similarities: Optional[np.ndarray] = None) -> FrameResult:
         """Swap the selected faces of one frame.
 
         Args:
@@ -215,6 +271,10 @@ class Pipeline:
             source: from :meth:`prepare_source`.
             reference: normalised reference embedding (needed when ``options.select`` is
                 ``reference``).
+            detections: this frame's faces found already (frame pixels, sorted by score; e.g.
+                :class:`~ffkit.runtime.face_tracker.FaceTracker`); None: detect here.
+            similarities: ``(K,)`` similarities of ``detections`` to the reference, computed
+                already (``reference`` mode; None: embed each face here).
 
         Returns:
             :class:`FrameResult`; its image is ``frame`` itself when no face was swapped, a new
@@ -223,10 +283,13 @@ class Pipeline:
         if self.swapper is None or source.latent is None:
             raise ValueError("this pipeline has no swapper / the source has no latent")
         opts = self.options
-        dets = self.detector.detect(frame, opts.detect)
+        dets = self.detector.detect(frame, opts.detect) if detections is None else detections
         records = [_record(dets, i) for i in range(len(dets))]
-        sims = None
-        if opts.select == "reference":
+        sims = None if similarities is None else np.asarray(similarities, dtype=np.float32)
+        if sims is not None:
+            for rec, s in zip(records, sims):
+                rec.similarity = float(s)
+        elif opts.select == "reference":
             if reference is None:
                 raise ValueError("select='reference' needs a reference embedding")
             sims = np.array([cosine_similarity(self.embedder.embed(frame, lm), reference)
@@ -236,16 +299,58 @@ class Pipeline:
         chosen = select_faces(dets, mode=opts.select, max_faces=opts.max_faces,
                               min_face_size=opts.min_face_size, similarities=sims, threshold=opts.similarity)
         if not chosen:
-            return FrameResult(frame, records)
+            return self._finish(frame, records)
         out = frame.copy()
         for i in chosen:
             lm = dets.landmarks[i]
-            region = self.swapper.swap_into(out, lm, source.latent)
+            if opts.landmarks == 68:
+                points, _ = self.landmarker.landmarks(frame, dets.boxes[i:i + 1])
+                lm = landmarks_68_to_5(points[0]).astype(np.float32)
+                records[i].landmarks_68 = points[0].tolist()
+            region = self._swap_into(out, lm, source.latent)
             records[i].swapped = True
             if region is not None:
                 records[i].regions.append(region)
             if self.enhancer is not None:
-                region = self.enhancer.enhance_into(out, lm, opts.enhance_blend)
+                region = self.enhancer.enhance_into(out, lm, opts.enhance_blend, parser=self.parser)
                 if region is not None:
                     records[i].regions.append(region)
-        return FrameResult(out, records)
+        return self._finish(out, records)
+
+    def _swap_into(self, frame: np.ndarray, landmarks: np.ndarray, latent: np.ndarray):
+        """Swap one face into ``frame`` in place with the options' masks and colour matching;
+        ``box`` alone without colour matching is :meth:`Swapper.swap_into` exactly."""
+        opts = self.options
+        if opts.mask == ("box",) and not opts.color_match:
+            return self.swapper.swap_into(frame, landmarks, latent)
+        face, m = self.swapper.swap_crop(frame, landmarks, latent)
+        size = self.swapper.crop_size
+        masks = []
+        if "box" in opts.mask:
+            masks.append(box_mask(size))
+        if "region" in opts.mask:
+            masks.append(self.parser.region_mask(face, opts.mask_regions))
+        mask = combine_masks(*masks)
+        if opts.color_match:
+            face = match_colors(face, warp_face(frame, m, size), mask)
+        region = paste_region(frame.shape, m, size)
+        if region is None:
+            return None
+        if opts.mask == ("box",):   # colour matching only: insightface's own feathered box
+            paste_back(frame, face, m, out=frame)
+        else:
+            paste_back(frame, face, m, erode_size=0, blur_radius=0, face_mask=mask, out=frame)
+        return region
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        """``(width, height)`` of the frames :meth:`process_frame` returns for ``width x height``
+        input: scaled by the frame enhancer's factor unless it resizes back (``size="input"``)."""
+        if self.frame_enhancer is None or self.options.frame_enhance.size == "input":
+            return width, height
+        return width * self.frame_enhancer.scale, height * self.frame_enhancer.scale
+
+    def _finish(self, image: np.ndarray, records: list[FaceRecord]) -> FrameResult:
+        """The frame result, upscaled by the frame enhancer when the pipeline has one."""
+        if self.frame_enhancer is None:
+            return FrameResult(image, records)
+        return FrameResult(self.frame_enhancer.enhance(image), records, frame_enhanced=True)

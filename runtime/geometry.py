@@ -21,8 +21,8 @@ Estimators: :func:`estimate_similarity` (Umeyama least squares, as skimage /
 insightface / SimSwap), :func:`estimate_similarity_lmeds` (OpenCV LMedS, as
 facexlib / GFPGAN), :func:`estimate_best_similarity` (best of several
 templates, as SimSwap 224). Warping: :func:`warp_face` (frame -> crop),
-:func:`paste_back` (crop -> frame, feathered mask, insightface's scheme) and
-:func:`paste_region` (the frame box a paste may change).
+:func:`paste_back` (crop -> frame, feathered mask, insightface's scheme:
+:func:`feather_paste_mask`) and :func:`paste_region` (the frame box a paste may change).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ __all__ = [
     "transform_points",
     "warp_face",
     "paste_region",
+    "feather_paste_mask",
     "paste_back",
 ]
 
@@ -253,6 +254,43 @@ def paste_region(frame_shape: Sequence[int], matrix: np.ndarray, crop_size: Size
     return _paste_roi(frame_h, frame_w, inv, crop_w, crop_h, r_bound + 3)
 
 
+def feather_paste_mask(mask: np.ndarray, *, erode_size: Optional[int] = None,
+                       blur_radius: Optional[int] = None) -> Optional[np.ndarray]:
+    """insightface ``INSwapper.get``'s feathering of a pasted crop's mask (:func:`paste_back`'s).
+
+    Threshold ``> 20`` -> 255, erode with a ``k x k`` box, ``k = max(s // 10, 10)``, Gaussian-blur
+    with a ``(2r+1)`` kernel (OpenCV's sigma for that size), ``r = max(s // 20, 5)``, where
+    ``s = int(sqrt(h * w))`` and ``h, w`` are the row/column extents (last minus first index) of
+    the 255 region; divide by 255.
+
+    Args:
+        mask: ``(H, W)`` float32 in 0..255, the white crop warped into the frame with a zero
+            border around it (erosion treats the array's outside as white); modified in place.
+        erode_size: override ``k`` (0 disables erosion).
+        blur_radius: override ``r`` (0 disables blurring).
+
+    Returns:
+        ``(H, W)`` float32 in [0, 1], or None when no pixel exceeds 20.
+    """
+    mask[mask > 20] = 255
+    rows = np.flatnonzero((mask == 255).any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero((mask == 255).any(axis=0))
+    mask_h = int(rows[-1] - rows[0])
+    mask_w = int(cols[-1] - cols[0])
+    mask_size = int(np.sqrt(mask_h * mask_w))
+
+    k = max(mask_size // 10, 10) if erode_size is None else int(erode_size)
+    if k > 0:
+        mask = cv2.erode(mask, np.ones((k, k), np.uint8), iterations=1)
+    r = max(mask_size // 20, 5) if blur_radius is None else int(blur_radius)
+    if r > 0:
+        mask = cv2.GaussianBlur(mask, (2 * r + 1, 2 * r + 1), 0)
+    mask /= 255
+    return mask
+
+
 def paste_back(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, *,
                erode_size: Optional[int] = None,
                blur_radius: Optional[int] = None,
@@ -323,22 +361,9 @@ def paste_back(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, *,
     white = np.full((crop_h, crop_w), 255, dtype=np.float32)
     mask = cv2.warpAffine(white, inv_roi, (rw, rh), borderMode=cv2.BORDER_CONSTANT,
                           borderValue=0.0)
-    mask[mask > 20] = 255
-    rows = np.flatnonzero((mask == 255).any(axis=1))
-    if rows.size == 0:
+    mask = feather_paste_mask(mask, erode_size=erode_size, blur_radius=blur_radius)
+    if mask is None:
         return out
-    cols = np.flatnonzero((mask == 255).any(axis=0))
-    mask_h = int(rows[-1] - rows[0])
-    mask_w = int(cols[-1] - cols[0])
-    mask_size = int(np.sqrt(mask_h * mask_w))
-
-    k = max(mask_size // 10, 10) if erode_size is None else int(erode_size)
-    if k > 0:
-        mask = cv2.erode(mask, np.ones((k, k), np.uint8), iterations=1)
-    r = max(mask_size // 20, 5) if blur_radius is None else int(blur_radius)
-    if r > 0:
-        mask = cv2.GaussianBlur(mask, (2 * r + 1, 2 * r + 1), 0)
-    mask /= 255
 
     if face_mask is not None:
         fm = np.asarray(face_mask)

@@ -26,7 +26,7 @@ from ffkit.recipes.spec import Recipe
 __all__ = ["ROLES", "PREFERENCE", "ModelRef", "ModelSelection", "identify", "scan_models", "check_pair",
            "require_role", "pick_models", "read_emap"]
 
-ROLES = ("detector", "embedder", "swapper", "enhancer")
+ROLES = ("detector", "landmarker", "embedder", "swapper", "enhancer", "parser", "frame_enhancer")
 
 #: Within a role, which recipe wins when a folder holds several (best first).
 PREFERENCE = {
@@ -34,6 +34,9 @@ PREFERENCE = {
     "embedder": ("arcface_iresnet100", "arcface_iresnet50", "arcface_iresnet18", "simswap_arcface"),
     "swapper": ("inswapper_128", "simswap_512", "simswap_224"),
     "enhancer": ("gfpgan_v1.4",),
+    "landmarker": ("fan_2dfan4",),
+    "parser": ("bisenet_faceparsing",),
+    "frame_enhancer": ("realesrgan_x4plus", "realesrgan_x2plus"),
 }
 
 @dataclass(frozen=True)
@@ -72,6 +75,9 @@ class ModelSelection:
     embedder: ModelRef
     swapper: ModelRef | None = None
     enhancer: ModelRef | None = None
+    landmarker: ModelRef | None = None
+    parser: ModelRef | None = None
+    frame_enhancer: ModelRef | None = None
     notes: list[str] = field(default_factory=list)
 
     def used(self) -> list[tuple[str, ModelRef]]:
@@ -209,7 +215,8 @@ def _embedder_for(swapper: ModelRef, refs: list[ModelRef], variant: str | None, 
 
 
 def pick_models(folder: str | os.PathLike, *, swapper: str | None = None, variant: str | None = None,
-                enhance: bool = False, need_swapper: bool = True) -> ModelSelection:
+                enhance: bool = False, need_swapper: bool = True, landmarks68: bool = False,
+                parser: bool = False, frame_enhance: str | None = None) -> ModelSelection:
     """Choose one artifact per role from ``folder``.
 
     Args:
@@ -219,8 +226,13 @@ def pick_models(folder: str | os.PathLike, *, swapper: str | None = None, varian
             ``inswapper_128.onnx``).
         variant: preferred precision ``fp32`` / ``fp16`` / ``int8``; a role without it falls
             back to the best other precision (fp32 first), with a note.
-        enhance: also pick the enhancer (GFPGAN).
+        enhance: also pick the enhancer (GFPGAN); with a parser in the folder, it is picked too
+            (the restored face is then pasted inside the parser's face region).
         need_swapper: False to pick only detector and embedder (``--reference`` matching).
+        landmarks68: also pick the 68-point landmarker (align from 68 points).
+        parser: also pick the face parser (``--mask region``).
+        frame_enhance: also pick this frame enhancer recipe (``realesrgan_x4plus`` ...), or
+            ``"auto"`` for the best one in the folder.
 
     The embedder is the best one producing the identity space the swapper consumes
     (``Recipe.identity_space``: insightface's ArcFace for inswapper, SimSwap's own for SimSwap).
@@ -272,6 +284,21 @@ def pick_models(folder: str | os.PathLike, *, swapper: str | None = None, varian
         chosen["enhancer"] = _choose(refs, "enhancer", variant, folder, notes)
         if chosen["enhancer"] is None:
             raise _missing(folder, "enhancer", refs)
+    for role, wanted in (("landmarker", landmarks68), ("parser", parser)):
+        chosen[role] = _choose(refs, role, variant, folder, notes) if wanted else None
+        if wanted and chosen[role] is None:
+            raise _missing(folder, role, refs)
+    if enhance and not parser:   # face-only restore: the parser's region when the folder has one
+        chosen["parser"] = _choose(refs, "parser", variant, folder, notes)
+    chosen["frame_enhancer"] = None
+    if frame_enhance:
+        pool = refs if frame_enhance == "auto" else [r for r in refs if r.recipe.name == frame_enhance]
+        if frame_enhance != "auto" and frame_enhance not in REGISTRY:
+            raise FfkitError(f"--frame-enhance {frame_enhance}: not a frame enhancer ({_recipes_of('frame_enhancer')})")
+        chosen["frame_enhancer"] = _choose(pool, "frame_enhancer", variant, folder, notes)
+        if chosen["frame_enhancer"] is None:
+            raise FfkitError(f"{folder}: no {frame_enhance if frame_enhance != 'auto' else 'frame enhancer'} "
+                             f"artifact in the models folder ({_recipes_of('frame_enhancer')}); build one")
     return ModelSelection(notes=notes, **chosen)
 
 

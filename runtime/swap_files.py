@@ -12,6 +12,7 @@ output is left.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections import deque
@@ -24,6 +25,8 @@ import numpy as np
 
 from ffkit.recipes.errors import FfkitError
 
+from .embedder import cosine_similarity
+from .face_tracker import FaceTracker, TrackOptions
 from .frame_pipeline import FaceRecord, FrameResult, Pipeline, SourceFace
 from .media import (
     MediaError,
@@ -122,7 +125,8 @@ def swap_image(pipeline: Pipeline, source: SourceFace, target: str | os.PathLike
 def swap_video(pipeline: Pipeline, source: SourceFace, target: str | os.PathLike, output: str | os.PathLike,
                reference: Optional[np.ndarray] = None, *, workers: int = 2,
                progress: Optional[Callable[[int, int], None]] = None,
-               on_frame: Optional[Callable[[int, FrameResult], None]] = None) -> SwapSummary:
+               on_frame: Optional[Callable[[int, FrameResult], None]] = None,
+               tracking: Optional[TrackOptions] = None) -> SwapSummary:
     """Swap the faces of every frame of the video ``target`` into ``output``.
 
     Frames are decoded one by one and processed by ``workers`` threads sharing the pipeline's
@@ -136,6 +140,9 @@ def swap_video(pipeline: Pipeline, source: SourceFace, target: str | os.PathLike
     Args:
         progress: called as ``progress(frames_done, frame_count)`` after each written frame.
         on_frame: called as ``on_frame(index, result)`` for each frame, in order (tests).
+        tracking: ``--detect-every`` / ``--smooth`` (:class:`TrackOptions`): faces are then found
+            by a :class:`FaceTracker` in the decode loop, in frame order, and handed to the
+            workers (a tracked face's reference similarity is computed once per track).
 
     Raises:
         MediaError / FfkitError: unreadable target, unwritable output; the partial output is
@@ -165,12 +172,21 @@ def swap_video(pipeline: Pipeline, source: SourceFace, target: str | os.PathLike
         if progress is not None:
             progress(summary.frames, info.frame_count)
 
+    width, height = pipeline.output_size(info.width, info.height)
+    out_info = dataclasses.replace(info, width=width, height=height)   # a frame enhancer upscales
+    tracker = None
+    if tracking is not None and tracking.active:
+        similarity = None
+        if pipeline.options.select == "reference" and reference is not None:
+            similarity = lambda image, lm: cosine_similarity(pipeline.embedder.embed(image, lm), reference)  # noqa: E731
+        tracker = FaceTracker(pipeline.detector, pipeline.options.detect, tracking, similarity)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ffkit-frame")
     try:
-        with VideoWriter(output, info, audio_from=target) as writer:
+        with VideoWriter(output, out_info, audio_from=target) as writer:
             for frame, t in frames:
                 decoded += 1
-                pending.append((t, pool.submit(pipeline.process_frame, frame, source, reference)))
+                faces = dict(zip(("detections", "similarities"), tracker.step(frame))) if tracker else {}
+                pending.append((t, pool.submit(pipeline.process_frame, frame, source, reference, **faces)))
                 while len(pending) >= 2 * workers:
                     finish_one(writer)
             while pending:
@@ -189,9 +205,11 @@ def swap_video(pipeline: Pipeline, source: SourceFace, target: str | os.PathLike
 
 def swap_file(pipeline: Pipeline, source: SourceFace, target: str | os.PathLike, output: str | os.PathLike,
               reference: Optional[np.ndarray] = None, *, workers: int = 2,
-              progress: Optional[Callable[[int, int], None]] = None) -> SwapSummary:
-    """:func:`swap_image` or :func:`swap_video`, by ``target``'s suffix."""
+              progress: Optional[Callable[[int, int], None]] = None,
+              tracking: Optional[TrackOptions] = None) -> SwapSummary:
+    """:func:`swap_image` or :func:`swap_video` (with ``tracking``), by ``target``'s suffix."""
     check_output_path(target, output)
     if is_video_path(target):
-        return swap_video(pipeline, source, target, output, reference, workers=workers, progress=progress)
+        return swap_video(pipeline, source, target, output, reference, workers=workers, progress=progress,
+                          tracking=tracking)
     return swap_image(pipeline, source, target, output, reference)

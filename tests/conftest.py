@@ -9,7 +9,7 @@ import reference
 
 #: Recipes whose export takes tens of seconds on 2 cores.
 SLOW = {"retinaface_resnet50", "arcface_iresnet50", "arcface_iresnet100", "gfpgan_v1.4", "simswap_512", "inswapper_128",
-        "simswap_arcface", "fan_2dfan4", "realesrgan_x4plus", "realesrgan_x2plus"}
+        "simswap_arcface", "fan_2dfan4", "bisenet_faceparsing", "realesrgan_x4plus", "realesrgan_x2plus"}
 ALL = ["retinaface_mobilenet0.25", "retinaface_resnet50", "arcface_iresnet18", "arcface_iresnet50",
        "arcface_iresnet100", "gfpgan_v1.4", "simswap_224", "simswap_512", "inswapper_128", "simswap_arcface",
        "fan_2dfan4", "bisenet_faceparsing", "realesrgan_x4plus", "realesrgan_x2plus"]

@@ -177,6 +177,7 @@ def build(recipe_name: str, checkpoint: str | os.PathLike, outdir: str | os.Path
             held_out = found.samples[wanted:]
         else:
             calibration = found
+    made_outdir = not outdir.exists()
     outdir.mkdir(parents=True, exist_ok=True)
 
     result = BuildReport(recipe.name, outdir)
@@ -258,6 +259,8 @@ def build(recipe_name: str, checkpoint: str | os.PathLike, outdir: str | os.Path
     finally:
         steps.close()
         shutil.rmtree(work, ignore_errors=True)
+        if made_outdir and not any(outdir.iterdir()):   # a failed build leaves no empty folder it made
+            outdir.rmdir()
     result.seconds = time.perf_counter() - start
     data = rep.read_json(outdir / "report.json", {}) or {}
     builds = data.get("builds", {}) if isinstance(data, dict) else {}

@@ -12,7 +12,9 @@ The criterion depends on the candidate's kind:
   :class:`~ffkit.recipes.spec.FaceBudget` is judged on the decoded faces instead
   (:mod:`.face_metrics`: same faces, worst box IoU, worst landmark error) whenever the ``inputs``
   are given and any of them shows a face on either side; the raw-tensor figures stay in the
-  figures, and the raw criterion holds when there is no face to judge.
+  figures, and the raw criterion holds when there is no face to judge. A landmarker's heatmaps
+  also get the figures of the points they decode to (:mod:`.landmark_metrics`: ``landmark_nme``...),
+  which its budget may name.
 
 A candidate or reference with a NaN or infinity never passes. The test shapes come from
 :func:`shape_sets`: the recipe's sample dims and a second set moving every dynamic axis the
@@ -30,7 +32,7 @@ import numpy as np
 from ffkit.recipes.errors import ParityError
 from ffkit.recipes.spec import AccuracyBudget, FaceBudget, Recipe
 
-from . import face_metrics, metrics
+from . import face_metrics, landmark_metrics, metrics
 
 __all__ = ["OutputCheck", "ShapeParity", "output_peaks", "shape_sets", "judge", "fp32_parity"]
 
@@ -105,6 +107,8 @@ def judge(recipe: Recipe, kind: str, candidates: Sequence[Mapping[str, np.ndarra
                 raise ParityError(f"output {name} has shape {np.shape(cand[name])} but {what} gives {np.shape(r)}")
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite runs are judged below, not warned about
         figures = metrics.compare_batches(list(candidates), list(references), output_peaks(recipe))
+        if recipe.role == "landmarker" and kind != "fp32":   # also where the user looks: the decoded points
+            landmark_metrics.add_landmark_figures(recipe, figures, candidates, references)
     budget = budget if budget is not None or kind == "fp32" else recipe.budgets.get(kind)
     per_output, raw_note = {}, ""
     if isinstance(budget, FaceBudget) and kind != "fp32":

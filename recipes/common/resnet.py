@@ -1,13 +1,35 @@
-"""ResNet-50 body with torchvision's module and state_dict key names (no torchvision needed).
+"""ResNet bodies with torchvision's module and state_dict key names (no torchvision needed).
 
-Only the parts RetinaFace keeps through ``IntermediateLayerGetter`` (stem + layer1..layer4;
-no avgpool/fc), so a published RetinaFace ResNet-50 checkpoint loads with strict keys.
+Only the stem and layer1..layer4 (no avgpool/fc): what RetinaFace keeps of ResNet-50 through
+``IntermediateLayerGetter`` and what BiSeNet's context path keeps of ResNet-18, so their
+published checkpoints load with strict keys.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+
+class BasicBlock(nn.Module):
+    """torchvision's ResNet-18/34 basic block: two 3x3 convs, stride on the first, expansion 1."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
 
 
 class Bottleneck(nn.Module):
@@ -34,14 +56,16 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-class ResNet50Body(nn.Module):
-    """Stem + layer1..layer4 of torchvision ``resnet50``; returns the layer2/3/4 feature maps.
+class ResNetBody(nn.Module):
+    """Stem + layer1..layer4 of a torchvision ResNet; returns the layer2/3/4 feature maps.
 
-    Input ``N x 3 x H x W``; outputs strides 8, 16, 32 with 512, 1024, 2048 channels.
+    Input ``N x 3 x H x W``; outputs at strides 8, 16, 32 with ``128, 256, 512`` times the
+    block's expansion channels (ResNet-50: 512, 1024, 2048; ResNet-18: 128, 256, 512).
     """
 
-    def __init__(self, layers: tuple[int, int, int, int] = (3, 4, 6, 3)):
+    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: tuple[int, int, int, int]):
         super().__init__()
+        self.block = block
         self.inplanes = 64
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -53,15 +77,15 @@ class ResNet50Body(nn.Module):
         self.layer4 = self._make_layer(512, layers[3], 2)
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
-        downsample = None
-        if stride != 1 or self.inplanes != planes * Bottleneck.expansion:
+        block, downsample = self.block, None
+        if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(
-                nn.Conv2d(self.inplanes, planes * Bottleneck.expansion, 1, stride=stride, bias=False),
-                nn.BatchNorm2d(planes * Bottleneck.expansion),
+                nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(planes * block.expansion),
             )
-        layers = [Bottleneck(self.inplanes, planes, stride, downsample)]
-        self.inplanes = planes * Bottleneck.expansion
-        layers += [Bottleneck(self.inplanes, planes) for _ in range(1, blocks)]
+        layers = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -71,3 +95,17 @@ class ResNet50Body(nn.Module):
         c4 = self.layer3(c3)
         c5 = self.layer4(c4)
         return [c3, c4, c5]
+
+
+class ResNet50Body(ResNetBody):
+    """torchvision ``resnet50``'s body: Bottleneck blocks (3, 4, 6, 3); 512/1024/2048 channels."""
+
+    def __init__(self):
+        super().__init__(Bottleneck, (3, 4, 6, 3))
+
+
+class ResNet18Body(ResNetBody):
+    """torchvision ``resnet18``'s body: BasicBlocks (2, 2, 2, 2); 128/256/512 channels."""
+
+    def __init__(self):
+        super().__init__(BasicBlock, (2, 2, 2, 2))

@@ -101,19 +101,25 @@ def write_picture(path, processed_bgr: np.ndarray, original: Picture, quality: i
     """Write ``processed_bgr`` (``H x W x 3`` uint8 BGR, ``original.bgr`` processed) with what
     the original had: its alpha channel (PNG, WebP) and its 16-bit depth (PNG). Pixels the
     processing left equal to ``original.bgr`` keep their exact 16-bit values; changed ones are
-    scaled up by 257 (8-bit precision). Returns what could not be kept for this format (e.g.
+    scaled up by 257 (8-bit precision). A ``processed_bgr`` of another size (a frame enhancer's
+    upscale) gets the alpha resized bilinearly and every pixel at 8-bit precision. Returns what could not be kept for this format (e.g.
     ``["alpha"]`` for a JPEG output), for the caller to say."""
     ext = path_suffix(os.fspath(path))
     lost, image = [], processed_bgr
+    resized = processed_bgr.shape[:2] != original.bgr.shape[:2]   # upscaled by a frame enhancer
     if original.deep is not None:
         if ext == ".png":
-            unchanged = np.all(processed_bgr == original.bgr, axis=2, keepdims=True)
-            image = np.where(unchanged, original.deep, processed_bgr.astype(np.uint16) * np.uint16(257))
+            wide = processed_bgr.astype(np.uint16) * np.uint16(257)
+            unchanged = None if resized else np.all(processed_bgr == original.bgr, axis=2, keepdims=True)
+            image = wide if resized else np.where(unchanged, original.deep, wide)
         else:
             lost.append("16-bit depth")
     if original.alpha is not None:
         if ext in (".png", ".webp"):
             alpha = original.alpha
+            if resized:
+                alpha = cv2.resize(alpha, (processed_bgr.shape[1], processed_bgr.shape[0]),
+                                   interpolation=cv2.INTER_LINEAR)
             if image.dtype != alpha.dtype:
                 alpha = (alpha.astype(np.uint16) * np.uint16(257)) if image.dtype == np.uint16 else (
                     np.rint(alpha / 257.0).astype(np.uint8))
