@@ -71,15 +71,15 @@ def paste_parsed(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, mask: 
     inv = cv2.invertAffineTransform(np.asarray(matrix, dtype=np.float64))
     inv[:, 2] -= (x0, y0)
     size = (x1 - x0, y1 - y0)
-    restored = cv2.warpAffine(face, inv, size).astype(np.float32)
+    restored = cv2.warpAffine(face, inv, size).astype(np.float64)   # float64 as facexlib blends
     mask = cv2.resize(np.asarray(mask, dtype=np.float64), (crop_w, crop_h))
-    soft = cv2.warpAffine(mask, inv, size, flags=3).astype(np.float32) * np.float32(blend)
+    soft = cv2.warpAffine(mask, inv, size, flags=3) * blend
     rows, cols = np.flatnonzero((soft > 0).any(axis=1)), np.flatnonzero((soft > 0).any(axis=0))
     if rows.size == 0:
         return None
     r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     soft3 = soft[r0:r1, c0:c1, None]
-    target = frame[y0 + r0:y0 + r1, x0 + c0:x0 + c1].astype(np.float32)
+    target = frame[y0 + r0:y0 + r1, x0 + c0:x0 + c1].astype(np.float64)
     blended = soft3 * restored[r0:r1, c0:c1] + (1 - soft3) * target
     out[y0 + r0:y0 + r1, x0 + c0:x0 + c1] = np.clip(blended, 0, 255).astype(np.uint8)
     return x0 + c0, y0 + r0, x0 + c1, y0 + r1

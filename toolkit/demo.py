@@ -224,9 +224,11 @@ def side_by_side(target: np.ndarray, faces, swapped: np.ndarray) -> np.ndarray:
 
 def run_demo(output: Path, *, swapper: str = "inswapper_128", enhance: bool = False, frames: int = 12,
              providers: str = "auto", rebuild: bool = False, console=None, status_console=None,
-             warn: Callable[[str], None] = lambda m: None) -> DemoResult:
+             warn: Callable[[str], None] = lambda m: None, full: bool = True) -> DemoResult:
     """Build (or reuse) the demo models in ``output/models`` and swap the bundled photo and a
-    generated video; returns the steps and files, and prints a table when ``console`` is given."""
+    generated video; with ``full``, also a small copy of the photo through every stage
+    (:mod:`.demo_pipeline`: landmarker, parser mask, colour match, frame upscaler). Returns the
+    steps and files, and prints a table when ``console`` is given."""
     from contextlib import nullcontext
 
     from ffkit.runtime.detector import DetectParams
@@ -287,6 +289,15 @@ def run_demo(output: Path, *, swapper: str = "inswapper_128", enhance: bool = Fa
     result.steps.append(DemoStep(f"swap photo {target.shape[1]}x{target.shape[0]}", time.perf_counter() - start,
                                  f"{summary.faces_swapped} face(s) swapped"))
     result.files.update({"source": source_path, "swapped image": swapped_path, "side by side": sbs_path})
+    full_summary = None
+    if full:
+        from .demo_pipeline import run_full_photo
+
+        with status("the full pipeline") as st:
+            steps, files, full_summary = run_full_photo(models_dir, models, pool, image_pipe.options, source, target,
+                                                        output, rebuild=rebuild, say=lambda m: st.update(m))
+        result.steps += steps
+        result.files.update(files)
 
     start = time.perf_counter()
     video_in = output / "input.mp4"
@@ -323,7 +334,7 @@ def run_demo(output: Path, *, swapper: str = "inswapper_128", enhance: bool = Fa
               "models": {r: str(m.path) for r, m in models.used()},
               "steps": [{"what": s.what, "seconds": round(s.seconds, 2), "result": s.result} for s in result.steps],
               "files": {k: str(v) for k, v in result.files.items()},
-              "image": summary.as_dict(), "video": vsum.as_dict()}
+              "image": summary.as_dict(), "video": vsum.as_dict(), "full_pipeline_image": full_summary}
     (output / "demo.json").write_text(json.dumps(report, indent=2) + "\n")
     result.files["report"] = output / "demo.json"
 

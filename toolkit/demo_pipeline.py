@@ -1,0 +1,62 @@
+"""The demo's second photo: every pipeline stage at once (68-point alignment, region mask,
+colour matching, frame super-resolution), on synthetic weights like the rest of ``ffkit demo``.
+
+Its one job is that photo: build (or reuse) the landmarker, parser and frame upscaler in the
+demo's models folder, and swap a 256 x 256 copy of the photo with ``--landmarks 68 --mask
+box,region --color-match --frame-enhance realesrgan_x2plus`` (the x2 model keeps the CPU time to
+seconds; the photo is shrunk for the same reason).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .demo import DemoStep, build_models
+
+#: The extra roles the full-pipeline photo uses, by recipe.
+EXTRA_RECIPES = ("fan_2dfan4", "bisenet_faceparsing", "realesrgan_x2plus")
+FULL_SIDE = 256
+
+
+def run_full_photo(models_dir: Path, base_models, pool, options, source, photo_bgr: np.ndarray, output: Path,
+                   *, rebuild: bool = False, say=lambda m: None) -> tuple[list[DemoStep], dict[str, Path], dict]:
+    """Build the extra roles and swap the shrunk photo with every stage on.
+
+    Args:
+        models_dir: the demo's models folder. base_models: its ``ModelSelection`` (detector,
+            embedder, swapper, maybe enhancer). pool: the demo's SessionPool. options: the
+            demo's SwapOptions (detection settings). source: the prepared source face.
+        photo_bgr: the demo photo, ``H x W x 3`` uint8 BGR.
+        output: the demo's output folder.
+
+    Returns:
+        ``(steps, files, summary dict)``.
+    """
+    import dataclasses
+
+    import cv2
+
+    from ffkit.runtime.frame_pipeline import Pipeline
+    from ffkit.runtime.media import write_image
+    from ffkit.runtime.models import pick_models
+    from ffkit.runtime.swap_files import swap_image
+
+    steps = build_models(models_dir, list(EXTRA_RECIPES), rebuild=rebuild, say=say)
+    extra = pick_models(models_dir, swapper=base_models.swapper.recipe.name, landmarks68=True, parser=True,
+                        frame_enhance="realesrgan_x2plus")
+    models = dataclasses.replace(base_models, landmarker=extra.landmarker, parser=extra.parser,
+                                 frame_enhancer=extra.frame_enhancer)
+    full = dataclasses.replace(options, landmarks=68, mask=("box", "region"), color_match=True)
+    start = time.perf_counter()
+    pipe = Pipeline.from_models(models, pool, full)
+    target = output / "target_256.png"
+    write_image(target, cv2.resize(photo_bgr, (FULL_SIDE, FULL_SIDE), interpolation=cv2.INTER_AREA))
+    swapped = output / "swapped_full_pipeline.png"
+    summary = swap_image(pipe, source, target, swapped)
+    steps.append(DemoStep(f"swap photo {FULL_SIDE}x{FULL_SIDE}, every stage", time.perf_counter() - start,
+                          f"{summary.faces_swapped} face(s); 68-point alignment, box+region mask, colour match, "
+                          f"x2 upscale -> {2 * FULL_SIDE}x{2 * FULL_SIDE}"))
+    return steps, {"full-pipeline target": target, "full-pipeline swap": swapped}, summary.as_dict()
