@@ -12,6 +12,7 @@ import contextlib
 import os
 import tempfile
 import threading
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -70,13 +71,15 @@ def atomic_path(path: str | os.PathLike, need_bytes: int = 0) -> Iterator[Path]:
     path = Path(path)
     check_writable(path, need_bytes)
     target = Path(os.path.realpath(path))
+    # The temp file's name is chosen before it exists, so a signal landing anywhere from its
+    # creation on finds it in ``tmp_path`` and the cleanup below removes it.
+    tmp_path = target.parent / f".{target.name}.{uuid.uuid4().hex[:10]}.part{target.suffix}"
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".part{target.suffix}", dir=target.parent)
-    except OSError as err:
-        raise ResourceError(f"{path}: cannot write output in {target.parent} ({err.strerror})") from None
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
+        try:
+            fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as err:
+            raise ResourceError(f"{path}: cannot write output in {target.parent} ({err.strerror})") from None
+        os.close(fd)
         yield tmp_path
         if STOP_REQUESTED.is_set():
             raise Terminated()

@@ -166,6 +166,17 @@ def _text(buf, start: int, end: int) -> str:
     return bytes(buf[start:end]).decode("utf-8", errors="replace")
 
 
+def _string_pair(buf, start: int, end: int) -> tuple[str, str]:
+    """``(key, value)`` of a StringStringEntryProto (metadata_props, external_data)."""
+    key = value = ""
+    for num, wire, a, b in _fields(buf, start, end):
+        if num == 1 and wire == 2:
+            key = _text(buf, a, b)
+        elif num == 2 and wire == 2:
+            value = _text(buf, a, b)
+    return key, value
+
+
 def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
@@ -199,13 +210,7 @@ def _initializer(buf, start: int, end: int) -> InitializerInfo:
     entries: list[tuple[str, str]] = []
     for num, wire, a, b in _fields(buf, start, end):
         if num == _T_EXTERNAL and wire == 2:
-            key = value = ""
-            for knum, kwire, ka, kb in _fields(buf, a, b):
-                if knum == 1 and kwire == 2:
-                    key = _text(buf, ka, kb)
-                elif knum == 2 and kwire == 2:
-                    value = _text(buf, ka, kb)
-            entries.append((key, value))
+            entries.append(_string_pair(buf, a, b))
         elif num == _T_DIMS:
             if wire == 0:
                 dims.append(_signed(a))
@@ -263,12 +268,7 @@ def _scan(buf, path: Path) -> ModelInfo:
     saw_graph = False
     for num, wire, a, b in _fields(buf, 0, len(buf)):
         if num == _M_METADATA and wire == 2:
-            key = value = ""
-            for knum, kwire, ka, kb in _fields(buf, a, b):
-                if knum == 1 and kwire == 2:
-                    key = _text(buf, ka, kb)
-                elif knum == 2 and kwire == 2:
-                    value = _text(buf, ka, kb)
+            key, value = _string_pair(buf, a, b)
             metadata[key] = value
         elif num == _M_GRAPH and wire == 2:
             saw_graph = True

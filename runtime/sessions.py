@@ -23,8 +23,11 @@ import onnxruntime as ort
 from ffkit.recipes.errors import ArtifactError, FfkitError
 from ffkit.recipes.onnx_file import read_model_info
 
+from .provider_options import ProviderOptions, provider_entries
+
 __all__ = ["PROVIDER_ALIASES", "AUTO_ORDER", "LEVELS", "SessionSettings", "session_options", "create_session",
-           "run_session", "ProviderChoice", "resolve_providers", "SessionPool", "default_threads"]
+           "run_session", "ProviderChoice", "resolve_providers", "SessionPool", "default_threads",
+           "default_spinning"]
 
 #: ``SessionSettings.level`` names -> onnxruntime graph optimisation levels.
 LEVELS = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -47,6 +50,10 @@ class SessionSettings:
         arena: the CPU memory arena.
         profile_prefix: write an onnxruntime profile with this file prefix (None: no profile).
         optimized_model_path: save the graph onnxruntime optimised at ``level`` to this file.
+        provider_options: the user's provider options
+            (:func:`ffkit.runtime.provider_options.parse_provider_options`), merged over that
+            module's defaults (CUDA EXHAUSTIVE conv search, TensorRT FP16 + caches) at
+            :func:`create_session`.
     """
 
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
@@ -58,6 +65,7 @@ class SessionSettings:
     arena: bool = True
     profile_prefix: str | None = None
     optimized_model_path: str | None = None
+    provider_options: ProviderOptions = ()
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -104,7 +112,8 @@ def create_session(model: str | os.PathLike | bytes | Any, settings: SessionSett
         source = model if isinstance(model, bytes) else model.SerializeToString()
         label = name or "in-memory model"
     try:
-        session = ort.InferenceSession(source, session_options(settings), providers=list(settings.providers))
+        entries = provider_entries(settings.providers, settings.provider_options, source)
+        session = ort.InferenceSession(source, session_options(settings), providers=entries)
     except FfkitError:
         raise
     except MemoryError:
@@ -226,6 +235,22 @@ def resolve_providers(requested: Sequence[str] | str | None = None,
     return ProviderChoice(tuple(chosen), tuple(warnings))
 
 
+def default_spinning(workers: int = 1, cores: int | None = None, load: float | None = None) -> bool | None:
+    """The runtime's ``SessionSettings.spinning``: False (threads sleep instead of spin-waiting)
+    when more than one session runs at once (``workers > 1``) or the machine is already busy
+    (1-minute load average ``> 0.5 * cores`` at start; ``load`` defaults to ``os.getloadavg()[0]``),
+    else None (onnxruntime's default, spinning). Measured in docs/benchmarks.md."""
+    cores = cores or os.cpu_count() or 1
+    if workers > 1:
+        return False
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (OSError, AttributeError):   # Windows has no load average
+            load = 0.0
+    return False if load > 0.5 * cores else None
+
+
 def default_threads(workers: int = 1, cores: int | None = None) -> int:
     """Intra-op threads per session when ``workers`` frames run at once: cores // workers (>= 1)."""
     cores = cores or os.cpu_count() or 1
@@ -241,11 +266,16 @@ class SessionPool:
         intra_op_threads: onnxruntime intra-op threads per session (0 = onnxruntime decides).
         warn: called once per distinct warning (a requested provider missing, or one that
             onnxruntime could not start for a model, so that it ran on CPU).
+        provider_options: passed to every session (``SessionSettings.provider_options``).
+        spinning: ``SessionSettings.spinning`` of every session (:func:`default_spinning`
+            is the runtime's choice; None keeps onnxruntime's default).
     """
 
     choice: ProviderChoice = field(default_factory=resolve_providers)
     intra_op_threads: int = 0
     warn: Callable[[str], None] = lambda message: None
+    provider_options: ProviderOptions = ()
+    spinning: bool | None = None
 
     def __post_init__(self) -> None:
         self._sessions: dict[tuple, ort.InferenceSession] = {}
@@ -282,7 +312,8 @@ class SessionPool:
             raise ArtifactError(f"{path}: no such file")
         threads = int(self.intra_op_threads)
         settings = SessionSettings(providers=tuple(self.providers), intra_op_threads=threads,
-                                   inter_op_threads=1 if threads else 0)
+                                   inter_op_threads=1 if threads else 0, spinning=self.spinning,
+                                   provider_options=tuple(self.provider_options))
         session = create_session(path, settings)
         primary = self.providers[0]
         if primary not in session.get_providers():

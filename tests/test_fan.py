@@ -28,8 +28,17 @@ from ffkit.recipes import get_recipe, torchscript_archive
 from ffkit.recipes.checkpoint import load_checkpoint, read_state_dict
 from ffkit.recipes.errors import CheckpointError
 from ffkit.recipes.fan.arch import ConvBlock
-from ffkit.runtime.landmarker import (FLIP_PAIRS, Landmarker, crop_face, crop_window, decode_heatmaps,
-                                      face_center_scale, flip_heatmaps, heatmap_to_image, landmarks_68_to_5)
+from ffkit.runtime.landmarker import (
+    FLIP_PAIRS,
+    Landmarker,
+    crop_face,
+    crop_window,
+    decode_heatmaps,
+    face_center_scale,
+    flip_heatmaps,
+    heatmap_to_image,
+    landmarks_68_to_5,
+)
 from ffkit.runtime.sessions import create_session
 
 NAME = "fan_2dfan4"

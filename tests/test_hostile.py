@@ -310,3 +310,57 @@ def test_an_rgba_target_keeps_its_alpha_and_a_16_bit_one_its_depth(models, workd
             assert np.array_equal(written[~inside], deep16[~inside])                 # untouched: bit-exact 16-bit
             changed = np.any(written != deep16, axis=2)
             assert changed.any() and np.all(written[changed] % 257 == 0)             # swapped: 8-bit values x 257
+
+
+def test_too_little_free_space_is_refused_before_writing(detector, workdir, tmp_path, monkeypatch):
+    """Where the output's size is known (an ONNX proto), the filesystem's free space is checked
+    first: here statvfs reports 1 MiB free for a 1.7 MB model."""
+    real = os.statvfs
+
+    class Tiny:
+        def __init__(self, st):
+            self.f_frsize, self.f_bavail = st.f_frsize, (1 << 20) // st.f_frsize
+
+    monkeypatch.setattr(os, "statvfs", lambda p: Tiny(real(p)))
+    result = ffkit("simplify", detector, "-o", tmp_path / "s.onnx")
+    assert_one_line_error(result, "s.onnx: needs 1.", "MiB free; free some or write elsewhere", exit_code=4)
+    assert sorted(os.listdir(tmp_path)) == ["cwd"]
+
+
+def test_every_command_answers_a_garbage_file_in_one_line(workdir, tmp_path):
+    """The sweep: each command given a file that is not what it needs (bytes of text) ends in
+    one line naming it, exit 2; a command added later must join this list."""
+    from ffkit.toolkit.cli import app
+
+    junk = tmp_path / "junk.onnx"
+    junk.write_text("not a model\n")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "junk.onnx").write_text("not a model\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    sweep = {
+        "export": ["export", "retinaface_mobilenet0.25", junk, "-o", out / "m.onnx"],
+        "simplify": ["simplify", junk, "-o", out / "m.onnx"],
+        "optimize": ["optimize", junk, "-o", out / "m.onnx"],
+        "quantize": ["quantize", junk, "--fp16", "-o", out / "m.onnx"],
+        "verify": ["verify", junk, "--reference", junk],
+        "build": ["build", "retinaface_mobilenet0.25", junk, "-o", out / "b"],
+        "detect": ["detect", ASTRONAUT, "--detector", junk],
+        "swap": ["swap", "--source", ASTRONAUT, "--target", ASTRONAUT, "-o", out / "o.png", "--models", folder],
+        "bench": ["bench", folder],
+        "serve": ["serve", "--models", folder, "--port", "0"],
+        "recipes": None, "demo": None,   # take no input file
+    }
+    registered = {c.name or c.callback.__name__ for c in app.registered_commands}
+    assert registered <= set(sweep), f"commands missing from the sweep: {registered - set(sweep)}"
+    for name, argv in sweep.items():
+        if argv is None or name not in registered:
+            continue
+        result = ffkit(*argv)
+        lines = [ln for ln in result.output.splitlines() if ln.strip()]
+        # build announces each stage as it starts (progress), so its error is the last line
+        line = lines[-1] if name == "build" else assert_one_line_error(result, exit_code=2)
+        assert result.exit_code == 2 and line.startswith("error:") and "Traceback" not in result.output, (name, lines)
+        assert "junk.onnx" in line or str(folder) in line, (name, line)
+    assert os.listdir(out) == []

@@ -148,8 +148,11 @@ def test_odd_size_is_kept_exactly(tmp_path, codec, pix_fmt):
 class _PassThrough:
     """A pipeline stand-in: every frame unchanged, no faces (swap_video needs nothing more)."""
 
-    def process_frame(self, frame, source, reference=None):
+    def process_frame(self, frame, source, reference=None, **precomputed):
         return FrameResult(frame, [])
+
+    def output_size(self, width, height):
+        return width, height
 
 
 def test_swap_video_keeps_rotation_upright_and_vfr_timing(tmp_path):

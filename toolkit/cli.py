@@ -15,10 +15,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ffkit.recipes.errors import FfkitError
 from ffkit.recipes.version import __version__
 
-from . import signals
+from . import boundary, signals
 from .console import err, human_size, out
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -26,7 +25,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 
 def friendly(func):
-    """Turn FfkitError (and a missing optional dependency) into a one-line error and exit code."""
+    """Turn FfkitError, OSError, MemoryError and library errors (:mod:`.boundary`), and a missing
+    optional dependency, into a one-line error and the exit code of its class."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -35,15 +35,18 @@ def friendly(func):
             if signals.stop_requested():  # the signal's exception was swallowed somewhere
                 raise signals.Terminated()
             return result
-        except FfkitError as e:
-            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(e.exit_code) from None
         except ModuleNotFoundError as e:
             if e.name and e.name.split(".")[0] in {"torch", "onnxsim", "onnxoptimizer", "onnxconverter_common"}:
                 err.print(f"[bold red]error:[/] this command needs {e.name.split('.')[0]}: "
                           + escape("pip install 'ffkit[export]'"), highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
             raise
+        except Exception as e:  # noqa: BLE001 - the one boundary: FfkitError, OSError, library errors
+            user = boundary.user_error(e, kwargs)
+            if user is None:
+                raise
+            err.print(f"[bold red]error:[/] {escape(str(user))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(user.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130) from None
@@ -124,7 +127,7 @@ def main() -> None:
 
 
 # Command groups living in their own modules register themselves on `app` when imported.
-from . import cli_bench, cli_runtime, cli_stages  # noqa: E402,F401
+from . import cli_bench, cli_runtime, cli_serve, cli_stages  # noqa: E402,F401
 
 if __name__ == "__main__":
     sys.exit(main())

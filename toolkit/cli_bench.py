@@ -123,6 +123,9 @@ def bench_cmd(
     batch: str = typer.Option("1,4", "--batch", help="Batch sizes, comma separated."),
     threads: int = typer.Option(0, "--threads", help="Intra-op threads for ORT and torch (0: physical cores)."),
     providers: str = typer.Option("CPUExecutionProvider", "--providers", help="ORT execution providers, comma separated."),
+    provider_option: Optional[list[str]] = typer.Option(None, "--provider-option",
+                                                        help="PROVIDER:KEY=VALUE for onnxruntime, repeatable "
+                                                             "(recorded in the report)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report (raw times included) here."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Also write the table as markdown here."),
     dims: str = typer.Option("", "--dims", help="Dynamic axes other than N, e.g. H=640,W=640 (default: the recipe's)."),
@@ -165,8 +168,11 @@ def bench_cmd(
         return
     if not paths and checkpoint is None:
         raise FfkitError("give ONNX artifacts or a folder of them (or --pipeline --models DIR --target VIDEO)")
+    from ffkit.runtime.provider_options import parse_provider_options
+
     cfg = bench.SessionConfig(threads=threads, level=level, spinning=spin,
-                              providers=tuple(p.strip() for p in providers.split(",") if p.strip()))
+                              providers=tuple(p.strip() for p in providers.split(",") if p.strip()),
+                              provider_options=parse_provider_options(provider_option or ()))
     if profile and profile_dir is None:
         profile_dir = json_out.with_suffix(".profiles") if json_out else Path("ffkit-bench-profiles")
     settings = bench.BenchSettings(batches=_int_list(batch, "--batch"), dims=_dims(dims), session=cfg,

@@ -13,10 +13,12 @@ from enum import Enum
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 from rich.table import Table
 
 from ffkit.recipes.errors import FfkitError
+from ffkit.recipes.paths import refuse_overwrite
 
 from .cli import app, friendly
 from .console import err, out
@@ -25,6 +27,17 @@ from .console import err, out
 class SelectChoice(str, Enum):
     all = "all"
     largest = "largest"
+
+
+class FrameSizeChoice(str, Enum):
+    native = "native"
+    input = "input"
+
+
+#: --mask-regions default, spelt here so the CLI module does not import the runtime at start-up
+#: (checked equal to ffkit.runtime.face_masks.DEFAULT_REGIONS by tests/test_pipeline_options.py).
+DEFAULT_REGIONS_CLI = ("skin", "left-eyebrow", "right-eyebrow", "left-eye", "right-eye", "glasses", "nose", "mouth",
+                       "upper-lip", "lower-lip")
 
 
 class VariantChoice(str, Enum):
@@ -74,8 +87,16 @@ def detect_cmd(
     draw: Optional[Path] = typer.Option(None, "--draw",
                                         help="Draw boxes and landmarks: a file for one image, a folder for several."),
     providers: str = typer.Option("auto", "--providers", help="auto, or a comma list: cuda,coreml,directml,tensorrt,cpu."),
+    landmarks: int = typer.Option(5, "--landmarks", help="5 (the detector's), or 68: also run --landmarker on each face."),
+    landmarker: Optional[Path] = typer.Option(None, "--landmarker", help="--landmarks 68: a fan_2dfan4 ONNX artifact."),
+    provider_option: Optional[list[str]] = typer.Option(None, "--provider-option",
+                                                        help="PROVIDER:KEY=VALUE for onnxruntime, repeatable "
+                                                             "(e.g. cuda:device_id=1, tensorrt:trt_fp16_enable=0)."),
 ):
     """Find faces (box, score, 5 landmarks) with a RetinaFace artifact; optionally save aligned crops.
+
+    With --landmarks 68 each face also gets "landmarks_68" (68 x [x, y], face_alignment's decode of
+    2D-FAN-4 heatmaps from the face box); crops are then aligned from those (68 -> 5 as FaceFusion).
 
     With --max-side 0 the faces equal what Pytorch_Retinaface's detect.py keeps above the score
     threshold (top_k 5000, keep_top_k 750). JSON: {"images": [{"path", "width", "height",
@@ -85,9 +106,11 @@ def detect_cmd(
     from ffkit.runtime.geometry import warp_face
     from ffkit.runtime.media import is_image_path, read_image, write_image
     from ffkit.runtime.models import require_role
+    from ffkit.runtime.provider_options import parse_provider_options
     from ffkit.runtime.sessions import SessionPool, resolve_providers
     from ffkit.runtime.templates import TEMPLATES, arcface_template, norm_matrix, template_for_size
 
+    provider_options = parse_provider_options(provider_option or ())
     if template is None:
         try:
             template = template_for_size(crop_size)
@@ -104,14 +127,27 @@ def detect_cmd(
     for path in (json_out, draw if draw is not None and len(images) == 1 else None):
         if path is not None and not path.resolve().parent.is_dir():
             raise FfkitError(f"{path}: cannot write output, folder {path.resolve().parent} does not exist")
+    for path, option in ((json_out, "--json"), (draw, "--draw")):
+        if path is not None:
+            refuse_overwrite(path, *images, option=option)
     if draw is not None and len(images) == 1 and not is_image_path(draw):
         raise FfkitError(f"{draw}: --draw for one image needs an image suffix (.png, .jpg, ...)")
     if draw is not None and len(images) > 1 and draw.exists() and not draw.is_dir():
         raise FfkitError(f"{draw}: --draw for several images needs a folder")
 
+    if landmarks not in (5, 68):
+        raise FfkitError(f"--landmarks {landmarks}: 5 or 68")
+    if (landmarks == 68) != (landmarker is not None):
+        raise FfkitError("--landmarks 68 and --landmarker FILE go together (a fan_2dfan4 artifact)")
     ref = require_role(detector, "detector", "--detector")
-    pool = SessionPool(resolve_providers(providers), warn=_warn)
+    lm_ref = require_role(landmarker, "landmarker", "--landmarker") if landmarker is not None else None
+    pool = SessionPool(resolve_providers(providers), warn=_warn, provider_options=provider_options)
     det = Detector(pool.get(ref.path), pixels=ref.recipe.pixels)
+    fan = None
+    if lm_ref is not None:
+        from ffkit.runtime.landmarker import Landmarker, landmarks_68_to_5
+
+        fan = Landmarker(pool.get(lm_ref.path), pixels=lm_ref.recipe.pixels)
     params = DetectParams(max_side=max_side, score_threshold=score_threshold, nms_threshold=nms_threshold)
 
     # Pass 1: detect everything (a bad image fails before anything is written).
@@ -120,22 +156,26 @@ def detect_cmd(
         for i, path in enumerate(images):
             status.update(f"detecting {path.name} ({i + 1}/{len(images)})")
             image = read_image(path)
-            results.append((path, image.shape, det.detect(image, params)))
+            dets = det.detect(image, params)
+            points = fan.landmarks(image, dets.boxes)[0] if fan is not None else None
+            if points is not None and len(dets):   # crops align from the 68 points, as the swap does
+                dets.landmarks[:] = np.stack([landmarks_68_to_5(p) for p in points])
+            results.append((path, image.shape, dets, points))
 
     # Pass 2: write.
     report = {"images": []}
-    for path, shape, dets in results:
-        report["images"].append({
-            "path": str(path), "width": int(shape[1]), "height": int(shape[0]),
-            "faces": [{"box": [float(v) for v in dets.boxes[k]], "score": float(dets.scores[k]),
-                       "landmarks": [[float(x), float(y)] for x, y in dets.landmarks[k]]}
-                      for k in range(len(dets))]})
+    for path, shape, dets, points in results:
+        faces = [{"box": [float(v) for v in dets.boxes[k]], "score": float(dets.scores[k]),
+                  "landmarks": [[float(x), float(y)] for x, y in dets.landmarks[k]]} for k in range(len(dets))]
+        for k, face in enumerate(faces if points is not None else []):
+            face["landmarks_68"] = [[float(x), float(y)] for x, y in points[k]]
+        report["images"].append({"path": str(path), "width": int(shape[1]), "height": int(shape[0]), "faces": faces})
     if crops is not None or draw is not None:
         if crops is not None:
             crops.mkdir(parents=True, exist_ok=True)
         if draw is not None and len(images) > 1:
             draw.mkdir(parents=True, exist_ok=True)
-        for path, _, dets in results:
+        for path, _, dets, _ in results:
             image = read_image(path)
             if crops is not None:
                 for k in range(len(dets)):
@@ -166,8 +206,10 @@ def detect_cmd(
 @friendly
 def swap_cmd(
     source: Path = typer.Option(..., "--source", help="Image with the face to paste (the largest face is used)."),
-    target: Path = typer.Option(..., "--target", help="Image or video to change."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output image or video (same kind as the target)."),
+    target: Path = typer.Option(..., "--target", help="Image or video to change; or a folder or a .txt list "
+                                                     "(one path a line) of them: a batch."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output image or video (same kind as the target); "
+                                                            "for a batch, the output folder."),
     models: Path = typer.Option(..., "--models", help="Folder of artifacts (what `ffkit build` writes)."),
     swapper: Optional[str] = typer.Option(None, "--swapper",
                                           help="Swapper recipe (inswapper_128, simswap_224, simswap_512), file in "
@@ -190,45 +232,94 @@ def swap_cmd(
     variant: Optional[VariantChoice] = typer.Option(None, "--variant", help="Prefer this precision (default fp32)."),
     workers: int = typer.Option(0, "--workers", help="Video: frames processed at once (0 = auto)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write a summary (faces and changed regions) here."),
+    mask: str = typer.Option("box", "--mask", help="Paste masks, combined by their minimum: box (feathered box, "
+                                                    "insightface's), region (the face parser's regions), box,region."),
+    mask_regions: str = typer.Option(",".join(DEFAULT_REGIONS_CLI), "--mask-regions",
+                                     help="--mask region: face regions to swap (names as FaceFusion's)."),
+    color_match: bool = typer.Option(False, "--color-match",
+                                     help="Match the swapped face's colour (LAB mean/std) to the target's before pasting."),
+    landmarks: int = typer.Option(5, "--landmarks", help="Align from the detector's 5 points, or 68 (fan_2dfan4 "
+                                                          "in --models, turned into 5 as FaceFusion does)."),
+    frame_enhance: Optional[str] = typer.Option(None, "--frame-enhance",
+                                                help="Upscale every output frame: realesrgan_x4plus | realesrgan_x2plus."),
+    tile: int = typer.Option(0, "--tile", min=0, help="--frame-enhance: tile side in pixels (0 = whole frame)."),
+    frame_enhance_size: FrameSizeChoice = typer.Option(FrameSizeChoice.native, "--frame-enhance-size",
+                                                       help="--frame-enhance: native (upscaled) or input (resized back)."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Batch only: run it on Ray Data, `local` (this machine), "
+                                                          "`auto` (the cluster joined) or an address (ray://host:port)."),
+    provider_option: Optional[list[str]] = typer.Option(None, "--provider-option",
+                                                        help="PROVIDER:KEY=VALUE for onnxruntime, repeatable "
+                                                             "(e.g. cuda:device_id=1, tensorrt:trt_fp16_enable=0)."),
+    spin: Optional[bool] = typer.Option(None, "--spin/--no-spin",
+                                        help="onnxruntime thread spin-waiting (default: off with several workers "
+                                             "or on a busy machine, else onnxruntime's own)."),
+    detect_every: int = typer.Option(1, "--detect-every", help="Video: detect on every k-th frame, follow the faces "
+                                                               "in between (detector on a crop around each)."),
+    smooth: float = typer.Option(0.0, "--smooth", help="Video: landmark filter weight 0 <= s < 1 (exponential; "
+                                                       "0 = off, 0.5 = lags one frame's motion)."),
 ):
-    """Swap the face of SOURCE into the faces of TARGET (image or video), torch-free."""
+    """Swap the face of SOURCE into the faces of TARGET (image or video), torch-free.
+
+    A folder or a .txt list as TARGET is a batch: one output per input, named as the input, in the
+    folder OUTPUT, with OUTPUT/ffkit-batch.json recording each input; a rerun skips finished outputs.
+    """
     from ffkit.runtime.detector import DetectParams
+    from ffkit.runtime.face_tracker import TrackOptions
+    from ffkit.runtime.frame_enhancer import FrameEnhanceOptions
     from ffkit.runtime.frame_pipeline import Pipeline, SwapOptions
     from ffkit.runtime.media import is_video_path, probe_video, read_image
     from ffkit.runtime.models import pick_models
-    from ffkit.runtime.sessions import SessionPool, default_threads, resolve_providers
+    from ffkit.runtime.provider_options import parse_provider_options
+    from ffkit.runtime.sessions import SessionPool, default_spinning, default_threads, resolve_providers
     from ffkit.runtime.swap_files import check_output_path, swap_image
 
+    provider_options = parse_provider_options(provider_option or ())
+    tracking = TrackOptions(detect_every=detect_every, smooth=smooth)
     # Cheap checks first: nothing is loaded or written before the inputs are known good.
-    check_output_path(target, output)
+    plan = _batch_plan(target, output, ray, json_out, source, reference)
+    if plan is None:
+        check_output_path(target, output)
+        refuse_overwrite(output, source, target, reference)
+    if json_out is not None:
+        refuse_overwrite(json_out, source, target, reference, output, option="--json")
     if json_out is not None and not json_out.resolve().parent.is_dir():
         raise FfkitError(f"{json_out}: cannot write output, folder {json_out.resolve().parent} does not exist")
     source_image = read_image(source)
     reference_image = read_image(reference) if reference is not None else None
-    video = is_video_path(target)
-    if video:
+    video = is_video_path(target) if plan is None else plan.has_video
+    if plan is None and video:
         probe_video(target)
-    else:
+    elif plan is None:
         read_image(target)
-    chosen = pick_models(models, swapper=swapper, variant=variant.value if variant else None, enhance=enhance)
+    masks = tuple(m.strip() for m in mask.split(",") if m.strip())
+    options = SwapOptions(
+        detect=DetectParams(max_side=max_side, score_threshold=score_threshold, nms_threshold=nms_threshold),
+        select="reference" if reference is not None else select.value, max_faces=max_faces,
+        min_face_size=min_face_size, similarity=similarity, enhance_blend=enhance_blend,
+        mask=masks, mask_regions=tuple(r.strip() for r in mask_regions.split(",") if r.strip()),
+        color_match=color_match, landmarks=landmarks,
+        frame_enhance=FrameEnhanceOptions(tile=tile, size=frame_enhance_size.value))
+    chosen = pick_models(models, swapper=swapper, variant=variant.value if variant else None, enhance=enhance,
+                         landmarks68=landmarks == 68, parser="region" in masks, frame_enhance=frame_enhance)
     for note in chosen.notes:
         err.print(f"note: {note}", highlight=False, soft_wrap=True)
 
     n_workers = workers if workers > 0 else (min(4, os.cpu_count() or 1) if video else 1)
     pool = SessionPool(resolve_providers(providers), intra_op_threads=default_threads(n_workers) if video else 0,
-                       warn=_warn)
-    options = SwapOptions(
-        detect=DetectParams(max_side=max_side, score_threshold=score_threshold, nms_threshold=nms_threshold),
-        select="reference" if reference is not None else select.value, max_faces=max_faces,
-        min_face_size=min_face_size, similarity=similarity, enhance_blend=enhance_blend)
+                       warn=_warn, provider_options=provider_options,
+                       spinning=spin if spin is not None else default_spinning(n_workers))
     with err.status("loading models"):
         pipeline = Pipeline.from_models(chosen, pool, options)
         src = pipeline.prepare_source(source_image, str(source))
         ref = pipeline.prepare_reference(reference_image, str(reference)) if reference_image is not None else None
     _print_models(chosen, pool)
 
+    if plan is not None:
+        _run_batch(plan, ray, pipeline, src, ref, n_workers, tracking, models=models, chosen=chosen, providers=providers,
+                   options=options)
+        return
     if video:
-        summary = _run_video(pipeline, src, target, output, ref, n_workers)
+        summary = _run_video(pipeline, src, target, output, ref, n_workers, tracking)
     else:
         with err.status(f"swapping {target.name}"):
             summary = swap_image(pipeline, src, target, output, ref)
@@ -237,7 +328,47 @@ def swap_cmd(
     _print_summary(summary)
 
 
-def _run_video(pipeline, src, target, output, ref, workers):
+def _batch_plan(target, output, ray, json_out, *inputs):
+    """The batch plan when ``target`` is a folder or a .txt list, else None (refusing ``--ray``)."""
+    from .batch import MANIFEST_NAME, is_batch_target, plan_batch
+
+    if not is_batch_target(target):
+        if ray is not None:
+            raise FfkitError(f"--ray runs a batch: give --target a folder or a .txt list, not "
+                             f"{target}{'' if target.exists() else ' (no such file or folder)'}")
+        return None
+    if json_out is not None:
+        raise FfkitError(f"--json: a batch records every input in {output / MANIFEST_NAME}; drop --json")
+    if ray is not None:
+        from .ray_batch import import_ray
+
+        import_ray()
+    plan = plan_batch(target, output)
+    for item in plan.items:
+        refuse_overwrite(item.output, *inputs)
+    return plan
+
+
+def _run_batch(plan, ray, pipeline, src, ref, workers, tracking=None, **setup):
+    """Swap every input of ``plan`` here (``ray`` None) or on Ray; summary line, exit 1 if any failed."""
+    from ffkit.runtime.swap_files import swap_file
+
+    from .batch import finish, run_batch
+
+    if ray is None:
+        manifest = run_batch(plan, lambda item, tick: swap_file(pipeline, src, item.input, item.output, ref,
+                                                                 workers=workers, progress=tick, tracking=tracking),
+                             console=err)
+    else:
+        from .ray_batch import SwapSetup, run_ray_batch
+
+        models, chosen = setup.pop("models"), setup.pop("chosen")
+        manifest = run_ray_batch(plan, SwapSetup.of(models, chosen, source=src, reference=ref, **setup), ray,
+                                 console=err)
+    finish(manifest, console=out)
+
+
+def _run_video(pipeline, src, target, output, ref, workers, tracking=None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ffkit.runtime.swap_files import swap_video
@@ -252,7 +383,7 @@ def _run_video(pipeline, src, target, output, ref, workers):
             elapsed = time.perf_counter() - start
             progress.update(task, completed=done, total=total or None, rate=done / elapsed if elapsed > 0 else 0.0)
 
-        return swap_video(pipeline, src, target, output, ref, workers=workers, progress=tick)
+        return swap_video(pipeline, src, target, output, ref, workers=workers, progress=tick, tracking=tracking)
 
 
 def _print_summary(summary) -> None:
@@ -274,6 +405,9 @@ def _print_summary(summary) -> None:
     out.print(table)
     if summary.faces_swapped == 0:
         _warn(f"no face was swapped in {summary.target}; the output equals the input")
+    if summary.not_kept:
+        _warn(f"{summary.output}: this format cannot keep the target's {' and '.join(summary.not_kept)} "
+              "(write .png to keep them)")
     out.print(f"wrote {summary.output}")
 
 
@@ -288,6 +422,8 @@ def demo_cmd(
     frames: int = typer.Option(12, "--frames", min=1, help="Length of the generated video in frames."),
     providers: str = typer.Option("auto", "--providers", help="Execution providers (see ffkit swap)."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild the models even if cached."),
+    basic: bool = typer.Option(False, "--basic", help="Skip the photo through every stage (68-point landmarker, "
+                                                      "face parser mask, colour match, Real-ESRGAN x2)."),
 ):
     """Build every stage from deterministic SYNTHETIC weights and run the whole chain on a photo and a video.
 
@@ -298,4 +434,4 @@ def demo_cmd(
     from .demo import run_demo
 
     run_demo(output, swapper=swapper, enhance=enhance, frames=frames, providers=providers, rebuild=rebuild,
-             console=out, status_console=err, warn=_warn)
+             full=not basic, console=out, status_console=err, warn=_warn)

@@ -22,6 +22,7 @@ from ffkit.recipes import onnx_file
 from ffkit.recipes.errors import ArtifactError
 from ffkit.runtime.sessions import SessionSettings, create_session
 
+from .graph_passes import rewrite_prelu
 from .hardware import cpu_description
 from .stage import (
     SampleRuns,
@@ -76,6 +77,8 @@ class OptimizeStage(Stage):
             mid = onnxoptimizer.optimize(src, passes)
         except Exception as err:  # noqa: BLE001
             raise ArtifactError(f"{in_path}: onnxoptimizer failed ({type(err).__name__}: {str(err)[:200]})") from None
+        # onnxruntime's CPU PRelu is slow (IResNet): the bit-exact Max/Min rewrite (graph_passes)
+        prelus = rewrite_prelu(mid) if self.provider == "CPUExecutionProvider" else 0
 
         with tempfile.TemporaryDirectory(dir=out_path.resolve().parent, prefix=".ffkit-optimize-") as tmp:
             target = Path(tmp) / "optimized.onnx"
@@ -86,7 +89,7 @@ class OptimizeStage(Stage):
             check_dynamic_axes(src, dst, recipe, out_path)
             parity, runs = check_fp32(src, target, recipe, out_path, reference=reference)
         figures = {"nodes": [len(src.graph.node), len(dst.graph.node)], "parity": parity,
-                   "onnxoptimizer_passes": passes}
+                   "onnxoptimizer_passes": passes, "prelu_rewritten": prelus}
         bound = None
         if self.level == "all":
             bound = {"provider": self.provider, "cpu": cpu_description(), "onnxruntime": ort.__version__}

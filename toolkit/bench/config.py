@@ -18,19 +18,25 @@ if TYPE_CHECKING:  # onnxruntime is imported only where a session is made
 class SessionConfig:
     """How benchmark sessions are made. ``threads``: intra-op threads (0: physical cores);
     ``level``: disable | basic | extended | all; ``spinning``: onnxruntime's
-    ``session.intra_op.allow_spinning`` (None keeps its default, on)."""
+    ``session.intra_op.allow_spinning`` (None keeps its default, on); ``provider_options``: the
+    parsed ``--provider-option`` values (``ffkit.runtime.provider_options.parse_provider_options``),
+    recorded in the report as given, applied over the runtime's defaults."""
 
     threads: int = 0
     level: str = "all"
     spinning: bool | None = None
     arena: bool = True
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    provider_options: tuple = ()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "SessionConfig":
         """The config of a worker spec's ``session`` dict (JSON turns ``providers`` into a list)."""
         data = dict(data or {})
-        return cls(**{**data, "providers": tuple(data.get("providers", ("CPUExecutionProvider",)))})
+        options = tuple((str(name), tuple((str(k), str(v)) for k, v in opts))
+                        for name, opts in data.get("provider_options", ()))
+        return cls(**{**data, "providers": tuple(data.get("providers", ("CPUExecutionProvider",))),
+                      "provider_options": options})
 
     def settings(self, profile_prefix: str | None = None) -> "SessionSettings":
         """The :class:`ffkit.runtime.sessions.SessionSettings` bench measures with: intra-op threads
@@ -40,7 +46,8 @@ class SessionConfig:
 
         return SessionSettings(providers=tuple(self.providers), intra_op_threads=self.threads or physical_cores(),
                                inter_op_threads=1, level=self.level, sequential=True, spinning=self.spinning,
-                               arena=self.arena, profile_prefix=profile_prefix)
+                               arena=self.arena, profile_prefix=profile_prefix,
+                               provider_options=tuple(self.provider_options))
 
     def as_dict(self) -> dict:
         return asdict(self)

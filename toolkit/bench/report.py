@@ -149,6 +149,10 @@ def markdown_table(report: Mapping) -> str:
     lines = ["| recipe | variant | N | median ms | p90 ms | items/s | peak MB | vs eager | vs onnx-fp32 "
              "| GFLOP | GFLOP/s | % of peak | accuracy budget |",
              "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
+    session = (report.get("settings") or {}).get("session") or {}
+    if session.get("provider_options"):
+        lines.insert(0, "provider options: " + "; ".join(
+            f"{name}: " + ", ".join(f"{k}={v}" for k, v in opts) for name, opts in session["provider_options"]) + "\n")
     for rec in report["results"]:
         if rec.get("error"):
             lines.append(f"| {rec['group']} | {rec['label']} | | error: {rec['error'][:60]} | | | | | | | | | |")

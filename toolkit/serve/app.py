@@ -1,0 +1,163 @@
+"""The HTTP API of ``ffkit serve``: :func:`create_app` builds it around one :class:`~.service.Service`.
+
+Endpoints (every error is JSON ``{"error": "..."}``, see :mod:`.errors`)::
+
+    GET  /health              models by role (file, recipe, variant, providers), version, queue
+    POST /swap                multipart source + target images (+ reference), swap options as
+                              form fields (:mod:`.forms`) -> the swapped image, target's format
+    POST /jobs                the same with a video target -> 202 {"id": ...}
+    GET  /jobs/{id}           status (queued|running|done|failed), progress, error, summary
+    GET  /jobs/{id}/result    the swapped video
+
+Limits (:mod:`.limits`): 413 over ``--max-upload-mb`` (checked while the body arrives), 503 with
+``Retry-After`` past ``--max-concurrency`` running + ``--max-queue`` waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+from typing import Optional
+
+from fastapi import Depends, FastAPI, File, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from ffkit.recipes.version import __version__
+from ffkit.runtime.media import probe_video, read_image
+
+from .errors import CatchAll, error_response, install_error_handlers
+from .forms import SwapForm, swap_form
+from .limits import TICKET_KEY, Admission, UploadLimit
+from .service import Service
+from .settings import ServeSettings
+from .uploads import MEDIA_TYPES, save_upload
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("ffkit.serve")
+
+
+async def _sweep_forever(service: Service) -> None:
+    """Expire finished jobs every quarter of the retention time (0.25..30 s)."""
+    interval = min(30.0, max(0.25, service.settings.retention_s / 4))
+    while True:
+        await asyncio.sleep(interval)
+        service.jobs.sweep()
+
+
+def create_app(settings: ServeSettings, service: Optional[Service] = None) -> FastAPI:
+    """The FastAPI app for ``settings`` (models are picked and sessions opened here, unless a
+    ready ``service`` is passed). The app's shutdown closes the service: workers joined, temp
+    folder removed. ``app.state.service`` is the :class:`Service`."""
+    service = service if service is not None else Service(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        sweeper = asyncio.create_task(_sweep_forever(service))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            service.begin_stop()
+            await run_in_threadpool(service.close)
+
+    app = FastAPI(title="ffkit serve", version=__version__, lifespan=lifespan,
+                  description="Face swapping with ffkit's torch-free runtime.")
+    app.state.service = service
+    install_error_handlers(app, service.work.root)
+    app.add_middleware(Admission, queue=service.queue)          # innermost of the three
+    app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes, idle_timeout_s=settings.upload_timeout_s)
+    app.add_middleware(CatchAll)                                 # outermost
+
+    @app.get("/health")
+    async def health():
+        """Models by role, the providers each session runs on, version, limits, queue, memory."""
+        return await run_in_threadpool(service.health)
+
+    @app.post("/swap", response_class=Response,
+              responses={200: {"content": {t: {} for t in ("image/png", "image/jpeg", "image/webp", "image/bmp")}}})
+    async def swap(source: UploadFile = File(..., description="Image with the face to paste (largest face)."),
+                   target: UploadFile = File(..., description="Image to change."),
+                   reference: Optional[UploadFile] = File(None, description="Swap only faces resembling this one."),
+                   form: SwapForm = Depends(swap_form)):
+        """Swap the face of ``source`` into ``target``: the pixels ``ffkit swap`` writes for the
+        same files and options, encoded in the target's format. Headers ``X-Faces-Detected`` and
+        ``X-Faces-Swapped`` count the faces."""
+        folder = service.work.new_folder("swap")
+        try:
+            src = await save_upload(source, folder, "source", "image")
+            tgt = await save_upload(target, folder, "target", "image")
+            ref = await save_upload(reference, folder, "reference", "image") if reference is not None else None
+            out = folder / f"swapped{tgt.suffix}"
+            summary = await service.queue.run(service.engine.swap_image, src, tgt, out, ref,
+                                              form.options(ref is not None), form.enhance)
+            body = await run_in_threadpool(out.read_bytes)
+        finally:
+            await run_in_threadpool(shutil.rmtree, folder, True)
+        return Response(body, media_type=MEDIA_TYPES[tgt.suffix],
+                        headers={"X-Faces-Detected": str(len(summary.faces)),
+                                 "X-Faces-Swapped": str(summary.faces_swapped)})
+
+    @app.post("/jobs", status_code=202)
+    async def submit_job(request: Request,
+                         source: UploadFile = File(..., description="Image with the face to paste (largest face)."),
+                         target: UploadFile = File(..., description="Video to change."),
+                         reference: Optional[UploadFile] = File(None, description="Swap only faces like this one."),
+                         form: SwapForm = Depends(swap_form)):
+        """Queue the swap of a video target; poll ``GET /jobs/{id}``, fetch ``/jobs/{id}/result``."""
+        if form.enhance:
+            service.engine.pipeline(form.options(False), True)  # no enhancer: a 400 before any upload is saved
+        folder = service.work.new_folder("job")
+        try:
+            src = await save_upload(source, folder, "source", "image")
+            tgt = await save_upload(target, folder, "target", "video")
+            ref = await save_upload(reference, folder, "reference", "image") if reference is not None else None
+            await run_in_threadpool(read_image, src)   # bad inputs fail now, not in the job
+            if ref is not None:
+                await run_in_threadpool(read_image, ref)
+            info = await run_in_threadpool(probe_video, tgt)
+        except BaseException:
+            await run_in_threadpool(shutil.rmtree, folder, True)
+            raise
+        job = service.jobs.new_job(folder, folder / f"result{tgt.suffix}", info.frame_count)
+        options, enhance = form.options(ref is not None), form.enhance
+        workers = settings.frame_workers
+
+        def work(progress):
+            return service.engine.swap_video(src, tgt, job.output, ref, options, enhance, workers=workers,
+                                             progress=progress)
+
+        service.jobs.submit(job, work, request.scope[TICKET_KEY])
+        return JSONResponse({"id": job.id, "status": job.status, "status_url": f"/jobs/{job.id}"},
+                            status_code=202, headers={"Location": f"/jobs/{job.id}"})
+
+    def _job(job_id: str):
+        job = service.jobs.get(job_id)
+        if job is None:
+            return None, error_response(404, f"no job {job_id} (unknown, or finished more than "
+                                             f"{settings.retention_s:g} s ago and removed)")
+        return job, None
+
+    @app.get("/jobs/{job_id}")
+    async def job_status(job_id: str):
+        """``{"id", "status", "progress": {"frames_done", "frames_total"}, "error", "result", "summary"}``."""
+        job, missing = _job(job_id)
+        return missing or job.as_dict()
+
+    @app.get("/jobs/{job_id}/result", response_class=FileResponse)
+    async def job_result(job_id: str):
+        """The swapped video of a finished job (409 while it runs or when it failed)."""
+        job, missing = _job(job_id)
+        if missing:
+            return missing
+        if job.status == "failed":
+            return error_response(409, f"job {job_id} failed: {job.error}")
+        if job.status != "done" or not job.output.is_file():
+            return error_response(409, f"job {job_id} is {job.status} ({job.frames_done}/{job.frames_total} frames)")
+        return FileResponse(job.output, media_type=MEDIA_TYPES.get(job.output.suffix, "application/octet-stream"),
+                            filename=f"swapped{job.output.suffix}")
+
+    return app
