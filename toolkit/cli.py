@@ -127,7 +127,7 @@ def main() -> None:
 
 
 # Command groups living in their own modules register themselves on `app` when imported.
-from . import cli_bench, cli_runtime, cli_serve, cli_stages  # noqa: E402,F401
+from . import cli_bench, cli_detect, cli_runtime, cli_serve, cli_stages  # noqa: E402,F401
 
 if __name__ == "__main__":
     sys.exit(main())
