@@ -26,7 +26,7 @@ from ffkit.recipes.onnx_file import read_model_info
 from .provider_options import ProviderOptions, provider_entries
 
 __all__ = ["PROVIDER_ALIASES", "AUTO_ORDER", "LEVELS", "SessionSettings", "session_options", "create_session",
-           "run_session", "ProviderChoice", "resolve_providers", "SessionPool", "default_threads",
+           "run_session", "run_bound", "binding_device", "DEVICE_PROVIDERS", "ProviderChoice", "resolve_providers", "SessionPool", "default_threads",
            "default_spinning"]
 
 #: ``SessionSettings.level`` names -> onnxruntime graph optimisation levels.
@@ -135,10 +135,66 @@ def _first_line(err: BaseException) -> str:
     return line.split(" : ")[-1].strip()[:300] if line.startswith("[ONNXRuntimeError]") else line[:300]
 
 
+#: Device providers whose sessions run through IO binding, and the onnxruntime device type their
+#: outputs are bound to (``IOBinding.bind_output``). ROCm's memory is onnxruntime's GPU device,
+#: which its Python API names "cuda".
+DEVICE_PROVIDERS = {"CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "cuda",
+                    "ROCMExecutionProvider": "cuda", "DmlExecutionProvider": "dml"}
+
+#: ``(device type, device id)`` of each live session that runs bound, or None for a host session.
+_BOUND: "weakref.WeakKeyDictionary[ort.InferenceSession, tuple[str, int] | None]" = weakref.WeakKeyDictionary()
+
+
+def binding_device(session: ort.InferenceSession) -> tuple[str, int] | None:
+    """``(onnxruntime device type, device id)`` when the provider the session really runs on first
+    (``session.get_providers()[0]``) is a device provider (:data:`DEVICE_PROVIDERS`), else None
+    (CPU and the other host providers: :func:`run_session` keeps the plain ``session.run``)."""
+    try:
+        return _BOUND[session]
+    except (KeyError, TypeError):
+        pass
+    providers = list(session.get_providers())
+    device = None
+    if providers and providers[0] in DEVICE_PROVIDERS:
+        options = (session.get_provider_options() or {}).get(providers[0], {})
+        try:
+            device_id = int(options.get("device_id", 0) or 0)
+        except (TypeError, ValueError):
+            device_id = 0
+        device = (DEVICE_PROVIDERS[providers[0]], device_id)
+    try:
+        _BOUND[session] = device
+    except TypeError:  # pragma: no cover - an object that cannot be weakly referenced
+        pass
+    return device
+
+
+def run_bound(session: ort.InferenceSession, feeds: Mapping[str, np.ndarray], names: Sequence[str],
+              device: tuple[str, int]) -> list[np.ndarray]:
+    """One run through ``session.io_binding()``: each host input copied to the session's device
+    once (``bind_cpu_input``), every output in ``names`` left on ``device`` (``bind_output``) and
+    copied back to the host once after the run; the arrays in ``names`` order. Lets onnxruntime
+    skip its per-run staging copies on a device provider; values are those of ``session.run``."""
+    binding = session.io_binding()
+    for name, value in feeds.items():
+        binding.bind_cpu_input(name, np.ascontiguousarray(value))
+    for name in names:
+        binding.bind_output(name, device[0], device[1])
+    session.run_with_iobinding(binding)
+    outs = binding.copy_outputs_to_cpu()
+    binding.clear_binding_inputs()
+    binding.clear_binding_outputs()
+    return list(outs)
+
+
 def run_session(session: ort.InferenceSession, feeds: Mapping[str, np.ndarray],
                 outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """Run ``session`` on the feeds it takes (extra keys ignored); ``{output name: array}`` for
-    ``outputs`` (default: all, in the session's output order).
+    ``outputs`` (default: all, in the session's output order), host numpy arrays.
+
+    On a device provider (:func:`binding_device`: CUDA, TensorRT, ROCm, DirectML first) the run
+    goes through IO binding (:func:`run_bound`: inputs copied to the device once, outputs bound
+    on the device and copied back once); on CPU it is the plain ``session.run``.
 
     Raises:
         ArtifactError: onnxruntime refused the inputs or failed while running (a model whose
@@ -147,8 +203,10 @@ def run_session(session: ort.InferenceSession, feeds: Mapping[str, np.ndarray],
     """
     names = list(outputs) if outputs is not None else [o.name for o in session.get_outputs()]
     wanted = {i.name for i in session.get_inputs()}
+    taken = {k: v for k, v in feeds.items() if k in wanted}
     try:
-        outs = session.run(names, {k: v for k, v in feeds.items() if k in wanted})
+        device = binding_device(session)
+        outs = run_bound(session, taken, names, device) if device else session.run(names, taken)
     except MemoryError:
         raise ArtifactError(f"{_LABELS.get(session, 'model')}: out of memory while running it") from None
     except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types

@@ -177,3 +177,73 @@ def test_accuracy_is_rejudged_against_the_current_budget():
     assert acc["budget_met_when_built"] is True and acc["budget_met"] is False
     assert acc["outputs"]["embedding"]["value"] == pytest.approx(threshold - 0.001)
     assert bench.discovery._accuracy(history[:1], "arcface_iresnet18") is None
+
+
+@pytest.mark.parametrize("new_spinning, new_entry", [(False, "0"), (None, None)])
+def test_compare_settings_times_old_and_new_runtime_settings(model_dir, tmp_path, monkeypatch, new_spinning, new_entry):
+    """--compare-settings: every ONNX variant is timed on the old runtime settings (spinning on,
+    no provider options) and the current ones (default_spinning), and the sessions really ran with
+    them (read back from onnxruntime); the ratio is old median / new median."""
+    from ffkit.runtime import sessions
+
+    monkeypatch.setattr(sessions, "default_spinning", lambda workers=1, cores=None, load=None: new_spinning)
+    settings = bench.BenchSettings(batches=(1, 2), warmup=0, repeat=3, min_runs=1, max_seconds=1.0,
+                                   session=bench.SessionConfig(threads=1), isolate=False, peak=False,
+                                   compare_settings=True)
+    report = bench.run_bench(bench.discover([model_dir / "a.onnx", model_dir / "b.onnx"]), settings)
+    compared = report["settings_compared"]
+    assert compared["old"]["spinning"] is True and list(compared["old"]["provider_options"]) == []
+    assert compared["old"]["provider_defaults"] is False
+    assert compared["new"]["spinning"] is new_spinning and compared["new"]["provider_defaults"] is True
+    assert report["settings"]["session"]["spinning"] is new_spinning
+    for rec in report["results"]:
+        new, old = rec["session_applied"], rec["old_settings"]["session_applied"]
+        assert old["allow_spinning"] == "1" and new["allow_spinning"] == new_entry
+        for applied in (new, old):
+            assert applied["intra_op_threads"] == 1 and applied["providers"] == ["CPUExecutionProvider"]
+            assert applied["level"] == "ORT_ENABLE_ALL" and applied["execution_mode"] == "ORT_SEQUENTIAL"
+        for b in rec["batches"]:
+            assert b["old_settings_median_ms"] > 0
+            assert b["speedup_vs_old_settings"] == pytest.approx(b["old_settings_median_ms"] / b["median_ms"], rel=2e-3)
+    md = bench.markdown_table(report).splitlines()
+    assert md[0].startswith("old settings: spinning on, provider options none (no defaults) | new settings: spinning "
+                            + {False: "off", None: "onnxruntime default (on)"}[new_spinning])
+    assert md[2].startswith("| recipe |") and "| old-settings ms | new vs old |" in md[2] and len(md) == 2 + 2 + 4
+    row = md[4].split("|")
+    assert row[2].strip() == "onnx-fp32" and row[14].strip().endswith("x") and len(row) == 17
+
+
+def test_cli_compare_settings_table_header(model_dir, tmp_path, monkeypatch):
+    from ffkit.runtime import sessions
+
+    monkeypatch.setattr(sessions, "default_spinning", lambda workers=1, cores=None, load=None: False)
+    out = tmp_path / "cmp.json"
+    result = CliRunner().invoke(app, ["bench", str(model_dir / "a.onnx"), "--batch", "1", "--threads", "1", "--repeat", "2",
+                                      "--warmup", "0", "--no-peak", "--in-process", "--compare-settings", "--json", str(out)],
+                                env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    isa = set(report["machine"]["isa"])
+    for flag in ("avx2", "avx512f", "avx512_vnni"):
+        assert f"{flag} {'yes' if flag in isa else 'no'}" in result.output
+    assert "old-settings ms" in result.output and "new vs old" in result.output
+    assert "old settings: spinning on" in result.output and "new settings: spinning off" in result.output
+    (line,) = [ln for ln in result.output.splitlines() if "onnx-fp32" in ln and ln.startswith("│")]
+    ratio = report["results"][0]["batches"][0]["speedup_vs_old_settings"]
+    assert f"{ratio:.2f}x" in line   # the row's ratio on the row's own line
+
+
+def test_old_settings_session_gets_no_provider_defaults(monkeypatch, model_dir):
+    """The old-settings session is made without the runtime's provider defaults; the new one
+    through the project's factory (which merges them)."""
+    from ffkit.runtime import sessions
+    from ffkit.toolkit.bench import harness
+
+    made = []
+    monkeypatch.setattr(sessions, "create_session", lambda path, settings, name=None: made.append(settings) or "factory")
+    old = bench.config.old_runtime_config(bench.SessionConfig(threads=1, provider_options=(("CUDAExecutionProvider", (("device_id", "0"),)),)))
+    assert old.provider_options == () and old.spinning is True
+    session = harness._ort_session(model_dir / "a.onnx", old)
+    assert made == [] and harness.session_applied(session)["allow_spinning"] == "1"
+    new = bench.config.new_runtime_config(bench.SessionConfig(threads=1), spinning=False)
+    assert harness._ort_session(model_dir / "a.onnx", new) == "factory" and made[0].spinning is False

@@ -1,7 +1,9 @@
 """``ffkit serve`` as a user runs it: a real server process on a loopback port, spoken to over HTTP.
 
 The server runs the small seed-0 models of the other runtime tests (retinaface_mobilenet0.25,
-arcface_iresnet18, the tiny foreign inswapper of ``runtime_helpers``). Its answers are checked
+arcface_iresnet18, the tiny foreign inswapper of ``runtime_helpers``) and the seed-0
+bisenet_faceparsing export (``mask=region``); the slow test adds fan_2dfan4 and realesrgan_x2plus
+(``landmarks=68``, ``frame_enhance``) on a server of its own. Its answers are checked
 against ``ffkit swap`` run on the same files (pixel for pixel), against ``probe_video`` of the
 input (frame counts), and against numbers written here (status codes, limits, time bounds).
 """
@@ -28,9 +30,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from cli_helpers import ffkit
-from runtime_helpers import ASTRONAUT, FAST_ARGS, models_dir
+from runtime_helpers import ASTRONAUT, FAST_ARGS, link, models_dir
 
-from ffkit.runtime import probe_video, read_image
+from ffkit.runtime import iter_frames, probe_video, read_image
 from ffkit.validation.synthetic_media import make_test_video, pan_frames
 
 #: The module server's limits: 2 running + 4 waiting = 6 admitted; 2 MiB bodies; results kept 5 s.
@@ -152,7 +154,9 @@ def assert_json_error(status: int, body: bytes, want_status: int, *fragments: st
 
 @pytest.fixture(scope="module")
 def folder(artifacts, tmp_path_factory):
-    return models_dir(artifacts, tmp_path_factory.mktemp("serve") / "models")
+    root = models_dir(artifacts, tmp_path_factory.mktemp("serve") / "models")
+    link(artifacts.export("bisenet_faceparsing").path, root / "bisenet_faceparsing.fp32.onnx")
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +201,8 @@ def test_health_lists_models_their_providers_and_the_version(server):
     assert {role: (m["file"], m["recipe"], m["variant"]) for role, m in models.items()} == {
         "detector": ("retinaface_mobilenet0.25.fp32.onnx", "retinaface_mobilenet0.25", "fp32"),
         "embedder": ("arcface_iresnet18.fp32.onnx", "arcface_iresnet18", "fp32"),
-        "swapper": ("inswapper_128.onnx", "inswapper_128", "fp32")}
+        "swapper": ("inswapper_128.onnx", "inswapper_128", "fp32"),
+        "parser": ("bisenet_faceparsing.fp32.onnx", "bisenet_faceparsing", "fp32")}
     assert models["swapper"]["foreign"] is True and models["detector"]["foreign"] is False
     available = ort.get_available_providers()
     for m in models.values():
@@ -232,6 +237,36 @@ def test_swap_gives_the_pixels_of_ffkit_swap(case, server, folder, images, tmp_p
     assert (got != read_image(target)).any()
 
 
+#: ``/swap`` fields and the ``ffkit swap`` options they stand for (the pipeline options).
+OPTION_CASES = {
+    "box,region + color match": ({"mask": "box,region", "color_match": "true"},
+                                 ["--mask", "box,region", "--color-match"]),
+    "region of skin and nose": ({"mask": "region", "mask_regions": "skin,nose"},
+                                ["--mask", "region", "--mask-regions", "skin,nose"]),
+}
+
+
+@pytest.mark.parametrize("case", list(OPTION_CASES))
+def test_swap_with_pipeline_options_gives_the_bytes_of_ffkit_swap(case, server, folder, images, tmp_path):
+    """The parser's region mask and the colour match through the server: the PNG ``ffkit swap``
+    writes with the same options, byte for byte, and not the plain (box-only) swap."""
+    fields, args = OPTION_CASES[case]
+    files = {"source": images["source"], "target": images["target_png"]}
+    out = tmp_path / "cli.png"
+    summary = cli_swap(folder, images["source"], images["target_png"], out, *FAST_ARGS, *args)
+    status, headers, body = server.post("/swap", {**FAST_FIELDS, **fields}, files)
+    assert status == 200, body[:300]
+    assert body == out.read_bytes()
+    assert int(headers["x-faces-swapped"]) == summary["faces_swapped"] >= 1
+    status, _, plain = server.post("/swap", FAST_FIELDS, files)
+    assert status == 200
+    changed = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR) != read_image(images["target_png"])
+    plain_changed = cv2.imdecode(np.frombuffer(plain, np.uint8), cv2.IMREAD_COLOR) != read_image(images["target_png"])
+    assert changed.any() and plain != body
+    if "region" in fields["mask"]:   # the parser's face regions cover less than the whole box
+        assert changed.any(axis=2).sum() < plain_changed.any(axis=2).sum()
+
+
 def _tiny_video(path: Path, frames: int) -> Path:
     return Path(make_test_video(path, frames=frames, size=(160, 128), fps=Fraction(25),
                                 frame_fn=pan_frames(read_image(ASTRONAUT), frames)))
@@ -248,6 +283,30 @@ ERROR_CASES = {
     "enhance without an enhancer": ("/swap", {"enhance": "true"}, {"source", "target"}, 400, ["no enhancer"]),
     "video sent to /swap": ("/swap", {}, {"source", "video"}, 400, ["POST /jobs"]),
     "image sent to /jobs": ("/jobs", {}, {"source", "target"}, 400, ["POST /swap"]),
+    # a role the models folder lacks: 400 naming the role
+    "landmarks 68 without a landmarker": ("/swap", {"landmarks": "68"}, {"source", "target"}, 400,
+                                          ["landmarks=68", "no landmarker artifact (fan_2dfan4)"]),
+    "frame enhancer not loaded": ("/swap", {"frame_enhance": "realesrgan_x2plus"}, {"source", "target"}, 400,
+                                  ["no frame_enhancer artifact realesrgan_x2plus", "loaded: none"]),
+    "job with no frame enhancer": ("/jobs", {"frame_enhance": "auto"}, {"source", "video"}, 400,
+                                   ["frame_enhance=auto", "no frame_enhancer artifact"]),
+    "job enhance without an enhancer": ("/jobs", {"enhance": "true"}, {"source", "video"}, 400,
+                                        ["no enhancer artifact (gfpgan_v1.4)"]),
+    # bad values: 422 naming the field
+    "unknown mask": ("/swap", {"mask": "box,ellipse"}, {"source", "target"}, 422, ["mask:", "box and/or region"]),
+    "empty mask": ("/jobs", {"mask": " , "}, {"source", "video"}, 422, ["mask:", "box and/or region"]),
+    "unknown region": ("/swap", {"mask": "region", "mask_regions": "skin,beard"}, {"source", "target"}, 422,
+                       ["mask_regions:", "'beard'", "nose"]),
+    "no region": ("/swap", {"mask_regions": ", ,"}, {"source", "target"}, 422, ["mask_regions:", "no face region"]),
+    "landmarks neither 5 nor 68": ("/swap", {"landmarks": "7"}, {"source", "target"}, 422, ["landmarks:", "5 or 68"]),
+    "unknown frame enhancer": ("/swap", {"frame_enhance": "gfpgan_v1.4"}, {"source", "target"}, 422,
+                               ["frame_enhance:", "realesrgan_x2plus"]),
+    "negative tile": ("/swap", {"tile": "-2"}, {"source", "target"}, 422, ["tile:"]),
+    "unknown frame size": ("/swap", {"frame_enhance_size": "huge"}, {"source", "target"}, 422,
+                           ["frame_enhance_size:", "'native' or 'input'"]),
+    "color match not a boolean": ("/swap", {"color_match": "maybe"}, {"source", "target"}, 422, ["color_match:"]),
+    "detect every 0": ("/jobs", {"detect_every": "0"}, {"source", "video"}, 422, ["detect_every:", "1"]),
+    "smooth of 1": ("/jobs", {"smooth": "1"}, {"source", "video"}, 422, ["smooth:", "less than 1"]),
 }
 
 
@@ -448,6 +507,36 @@ def test_video_job_runs_to_its_result_and_expires(server, images, tmp_path):
     assert not [p for p in root.iterdir() if p.name.startswith("job-")]
 
 
+def test_video_job_with_pipeline_and_tracking_options_gives_the_frames_of_ffkit_swap(server, folder, images,
+                                                                                     tmp_path):
+    """``mask=box,region``, ``color_match``, ``detect_every=2``, ``smooth=0.5`` on a job: every
+    decoded frame of its result equals the one ``ffkit swap`` writes with the same options, and
+    the tracking options do change the frames (the same job without them differs)."""
+    video = _tiny_video(tmp_path / "in.mp4", 6)
+    options = {"mask": "box,region", "color_match": "true"}
+    tracking = {"detect_every": "2", "smooth": "0.5"}
+    out = tmp_path / "cli.mp4"
+    cli_swap(folder, images["source"], video, out, *FAST_ARGS, "--mask", "box,region", "--color-match",
+             "--detect-every", "2", "--smooth", "0.5")
+    results = {}
+    for name, fields in (("tracked", {**options, **tracking}), ("untracked", options)):
+        status, _, body = server.post("/jobs", {**FAST_FIELDS, **fields}, {"source": images["source"],
+                                                                           "target": video})
+        assert status == 202, body
+        job = _poll(server, json.loads(body)["id"], lambda j: j["status"] in ("done", "failed"))
+        assert job["status"] == "done", job
+        status, _, data = server.request("GET", job["result"])
+        assert status == 200
+        results[name] = tmp_path / f"{name}.mp4"
+        results[name].write_bytes(data)
+    want = list(iter_frames(out))
+    got = list(iter_frames(results["tracked"]))
+    assert len(got) == len(want) == 6
+    for k, (a, b) in enumerate(zip(got, want)):
+        assert np.array_equal(a, b), f"frame {k}: max abs diff {np.abs(a.astype(int) - b).max()}"
+    assert any(not np.array_equal(a, b) for a, b in zip(got, iter_frames(results["untracked"])))
+
+
 @pytest.fixture(scope="module")
 def second_server(folder, tmp_path_factory):
     """One worker, uploads that stall for 1 s refused; stopped by the SIGTERM test (or here)."""
@@ -514,6 +603,46 @@ def test_load_script_targets_loopback_only_and_counts_a_run(server, images, smal
     assert result.percentile(95) == pytest.approx(lat[4] + 0.75 * (lat[5] - lat[4]))  # rank 0.95 * 5 = 4.75
     assert result.throughput == pytest.approx(6 / result.wall_s)
     assert result.rss_mib and min(result.rss_mib) > 50
+
+
+# ---------------------------------------------------------------- every optional role (slow: three more exports)
+
+@pytest.mark.slow
+def test_server_with_every_optional_role_serves_landmarks_68_and_frame_enhance(artifacts, images,
+                                                                              tmp_path_factory):
+    """A models folder with parser, landmarker and a 2x upscaler: /health lists them by role, and
+    ``landmarks=68&mask=box,region&frame_enhance=realesrgan_x2plus`` (and ``auto``, the one
+    loaded) gives the PNG of ``ffkit swap`` with the same options, twice the target's size; an
+    odd tile (the x2 network folds 2x2 blocks) is a 422."""
+    root = tmp_path_factory.mktemp("serve-all")
+    full = models_dir(artifacts, root / "models")
+    for name in ("bisenet_faceparsing", "fan_2dfan4", "realesrgan_x2plus"):
+        link(artifacts.export(name).path, full / f"{name}.fp32.onnx")
+    out = root / "cli.png"
+    args = ["--landmarks", "68", "--mask", "box,region", "--frame-enhance", "realesrgan_x2plus", "--tile", "64"]
+    summary = cli_swap(full, images["small_source"], images["small"], out, *FAST_ARGS, *args)
+    srv = start_server(full, root / "work")
+    try:
+        status, health = srv.get_json("/health")
+        assert status == 200
+        models = health["models"]
+        assert [(m["recipe"], m["variant"]) for m in models["frame_enhancer"]] == [("realesrgan_x2plus", "fp32")]
+        assert (models["landmarker"]["recipe"], models["parser"]["recipe"]) == ("fan_2dfan4", "bisenet_faceparsing")
+        files = {"source": images["small_source"], "target": images["small"]}
+        fields = {**FAST_FIELDS, "landmarks": "68", "mask": "box,region", "tile": "64"}
+        for name in ("realesrgan_x2plus", "auto"):
+            status, headers, body = srv.post("/swap", {**fields, "frame_enhance": name}, files, timeout=180)
+            assert status == 200, body[:300]
+            assert body == out.read_bytes(), name
+            assert int(headers["x-faces-swapped"]) == summary["faces_swapped"]
+        assert cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR).shape == (320, 320, 3)
+        status, _, body = srv.post("/swap", {**fields, "frame_enhance": "auto", "tile": "63"}, files)
+        assert_json_error(status, body, 422, "tile:", "multiples of 2")
+        status, _, body = srv.post("/swap", {**fields, "frame_enhance": "realesrgan_x4plus"}, files)
+        assert_json_error(status, body, 400, "no frame_enhancer artifact realesrgan_x4plus",
+                          "loaded: realesrgan_x2plus")
+    finally:
+        stop_server(srv)
 
 
 # ---------------------------------------------------------------- a bug answers 500, without its traceback

@@ -62,13 +62,24 @@ def results_table(report: dict) -> Table:
     p32 = (peak.get("fp32") or {}).get("best_gflops")
     p8 = (peak.get("int8") or {}).get("best_gflops")
     threads = report["settings"]["session"]["threads"]
-    title = (f"ffkit bench: {report['machine'].get('cpu', '?')}, {threads} thread(s); best GEMM peak seen: FP32 "
+    isa = set(report["machine"].get("isa") or ())
+    flags = ", ".join(f"{f} {'yes' if f in isa else 'no'}" for f in ("avx2", "avx512f", "avx512_vnni"))
+    compared = report.get("settings_compared")
+    title = (f"ffkit bench: {report['machine'].get('cpu', '?')} ({flags}), {threads} thread(s); best GEMM peak seen: FP32 "
              f"{p32 or '-'} GFLOP/s, INT8 {p8 or '-'} GOP/s (% peak: against the peak measured beside each row)")
+    if compared:
+        from .bench.report import settings_line
+
+        title += "\n" + settings_line(report) + " (median ms: new settings; torch eager: the new spinning policy)"
     table = Table(title=title, show_lines=False)
-    for col, just in (("recipe", "left"), ("variant", "left"), ("N", "right"), ("median ms", "right"), ("p90 ms", "right"),
-                      ("items/s", "right"), ("peak MB", "right"), ("vs eager", "right"), ("vs onnx-fp32", "right"),
-                      ("GFLOP", "right"), ("GFLOP/s", "right"), ("% peak", "right"), ("budget", "left")):
-        table.add_column(col, justify=just)
+    columns = [("recipe", "left"), ("variant", "left"), ("N", "right"), ("median ms", "right"), ("p90 ms", "right"),
+               ("items/s", "right"), ("peak MB", "right"), ("vs eager", "right"), ("vs onnx-fp32", "right"),
+               ("GFLOP", "right"), ("GFLOP/s", "right"), ("% peak", "right")]
+    if compared:
+        columns += [("old-settings ms", "right"), ("new vs old", "right")]
+    for col, just in columns + [("budget", "left")]:
+        table.add_column(col, justify=just, no_wrap=col != "budget")
+    blank = len(columns) - 3
     last_recipe = None
     for rec in report["results"]:
         name = rec["group"]
@@ -76,15 +87,16 @@ def results_table(report: dict) -> Table:
             table.add_section()
         last_recipe = name
         if rec.get("error"):
-            table.add_row(name, rec["label"], "", f"[red]error: {rec['error'][:80]}[/]", *[""] * 9)
+            table.add_row(name, rec["label"], "", f"[red]error: {rec['error'][:80]}[/]", *[""] * blank)
             continue
         for i, b in enumerate(rec["batches"]):
             first = i == 0
             if "skipped" in b:
                 table.add_row(name if first else "", rec["label"] if first else "", str(b["batch"]),
-                              f"[dim]{b['skipped']}[/]", *[""] * 9)
+                              f"[dim]{b['skipped']}[/]", *[""] * blank)
                 continue
             frac = b.get("fraction_of_peak")
+            old = [_ms(b.get("old_settings_median_ms")), _ratio(b.get("speedup_vs_old_settings"))] if compared else []
             table.add_row(name if first else "", rec["label"] if first else "", str(b["batch"]), _ms(b["median_ms"]),
                           _ms(b["p90_ms"]), f"{b['throughput_per_s']:.1f}",
                           f"{rec['peak_mb']:.0f}" if first and rec.get("peak_mb") is not None else "",
@@ -92,7 +104,7 @@ def results_table(report: dict) -> Table:
                           f"{b['gflops']:.2f}" if b.get("gflops") else "-",
                           f"{b['gflops_per_s']:.1f}" if b.get("gflops_per_s") else "-",
                           f"{frac * 100:.0f}% {b['peak_precision']}" if frac is not None else "-",
-                          _budget(rec) if first else "")
+                          *old, _budget(rec) if first else "")
     return table
 
 
@@ -144,6 +156,10 @@ def bench_cmd(
     profile: bool = typer.Option(False, "--profile", help="Also profile each ONNX variant per node (ORT profiler)."),
     profile_dir: Optional[Path] = typer.Option(None, "--profile-dir", help="Where the raw profile JSON files go."),
     top: int = typer.Option(10, "--top", help="Operators / nodes shown per profile."),
+    compare_settings: bool = typer.Option(False, "--compare-settings",
+                                          help="Time each ONNX variant on the runtime's old session settings (spinning on, "
+                                               "no provider options) and its current ones (default_spinning, provider "
+                                               "defaults) in this run; shows both and the ratio. Overrides --spin."),
     pipeline: bool = typer.Option(False, "--pipeline", help="Benchmark `ffkit swap` end to end instead, per stage."),
     models: Optional[Path] = typer.Option(None, "--models", help="--pipeline: folder of artifacts."),
     target: Optional[Path] = typer.Option(None, "--target", help="--pipeline: target video."),
@@ -178,7 +194,7 @@ def bench_cmd(
     settings = bench.BenchSettings(batches=_int_list(batch, "--batch"), dims=_dims(dims), session=cfg,
                                    warmup=warmup, repeat=repeat, max_seconds=max_seconds, min_runs=max(1, min_runs),
                                    rounds=max(1, rounds),
-                                   isolate=isolate, peak=peak,
+                                   isolate=isolate, peak=peak, compare_settings=compare_settings,
                                    profile_dir=str(profile_dir) if profile else None, profile_top=top)
     if json_out is not None:
         from ffkit.recipes.atomic import check_writable
@@ -187,7 +203,8 @@ def bench_cmd(
     variants = bench.discover(paths or [], recipe=recipe, checkpoint=checkpoint, eager=eager)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    steps = len(variants) * (1 + settings.rounds) + (1 if peak else 0)
+    per_round = sum(3 if compare_settings and v.kind == "onnx" else 1 for v in variants)
+    steps = len(variants) + per_round * settings.rounds + (1 if peak else 0)
     with Progress(TextColumn("[bold]bench[/]"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), TextColumn("{task.description}"), console=err, transient=True) as progress:
         task = progress.add_task("", total=steps)
@@ -204,7 +221,9 @@ def bench_cmd(
         partial = (lambda rep: bench.write_json(rep, json_out)) if json_out is not None else None
         report = bench.run_bench(variants, settings, on_step=step, on_partial=partial)
         progress.advance(task)
-    out.print(results_table(report))
+    table = results_table(report)
+    # a log keeps every row on one line, however many columns (rich would wrap them at the width)
+    out.print(table, width=None if out.is_terminal else max(out.width, 260 if compare_settings else out.width))
     for rec in report["results"]:
         if rec.get("profile"):
             for t in profile_tables(rec):

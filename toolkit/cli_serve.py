@@ -1,7 +1,8 @@
 """``ffkit serve``: the swap pipeline as an HTTP service (registered on the app).
 
 Torch-free; needs the ``serve`` extra (FastAPI, uvicorn, python-multipart). The models are picked
-once at start as ``ffkit swap`` picks them, one session each, shared by every request.
+once at start as ``ffkit swap`` picks them (every optional role the folder has: enhancer,
+landmarker, parser, frame enhancers), one session each, shared by every request.
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ def serve_cmd(
 ):
     """Serve face swapping over HTTP: GET /health, POST /swap (images), POST /jobs (videos).
 
-    Every request shares one session per model. SIGTERM stops gracefully (exit 0): no new work,
+    Every optional model in --models (enhancer, landmarker, parser, frame enhancers) is loaded, so a
+    request may ask for it (enhance, landmarks=68, mask=region, frame_enhance=NAME). Every request
+    shares one session per model. SIGTERM stops gracefully (exit 0): no new work,
     running video jobs cancelled, temp files removed.
     """
     _require_serve_extra()
@@ -78,10 +81,11 @@ def serve_cmd(
         raise
     for note in service.engine.models.notes:
         err.print(f"note: {note}", highlight=False, soft_wrap=True)
-    for role, info in service.engine.describe().items():
-        out.print(f"{role:<9} {info['file']}  ({info['recipe']}, {info['variant']}; "
-                  f"{', '.join(p.replace('ExecutionProvider', '') for p in info['providers'])})",
-                  soft_wrap=True, highlight=False)
+    for role, described in service.engine.describe().items():
+        for info in described if isinstance(described, list) else [described]:  # frame enhancers: a list
+            out.print(f"{role:<9} {info['file']}  ({info['recipe']}, {info['variant']}; "
+                      f"{', '.join(p.replace('ExecutionProvider', '') for p in info['providers'])})",
+                      soft_wrap=True, highlight=False)
 
     def say(line: str) -> None:
         out.print(line, soft_wrap=True, highlight=False)

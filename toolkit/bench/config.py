@@ -1,6 +1,7 @@
 """What a benchmark run is configured with: :class:`SessionConfig` (how its onnxruntime sessions
-are made, mapped onto the project's one session factory by :meth:`SessionConfig.settings`) and
-:class:`BenchSettings` (batches, dims, timing, isolation, peak and profile switches). Both are
+are made, mapped onto the project's one session factory by :meth:`SessionConfig.settings`;
+:func:`old_runtime_config` / :func:`new_runtime_config` are the runtime's settings before and
+after issue 16, for ``--compare-settings``) and :class:`BenchSettings` (batches, dims, timing, isolation, peak and profile switches). Both are
 plain data, JSON-serialised into each worker's spec and recorded in the report as ``settings``."""
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ class SessionConfig:
     ``level``: disable | basic | extended | all; ``spinning``: onnxruntime's
     ``session.intra_op.allow_spinning`` (None keeps its default, on); ``provider_options``: the
     parsed ``--provider-option`` values (``ffkit.runtime.provider_options.parse_provider_options``),
-    recorded in the report as given, applied over the runtime's defaults."""
+    recorded in the report as given, applied over the runtime's defaults; ``provider_defaults``:
+    merge the runtime's provider defaults (``ffkit.runtime.provider_options``) under them (False:
+    the providers get exactly ``provider_options``, as the runtime did before issue 16)."""
 
     threads: int = 0
     level: str = "all"
@@ -28,6 +31,7 @@ class SessionConfig:
     arena: bool = True
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     provider_options: tuple = ()
+    provider_defaults: bool = True
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "SessionConfig":
@@ -53,6 +57,24 @@ class SessionConfig:
         return asdict(self)
 
 
+def old_runtime_config(cfg: SessionConfig) -> SessionConfig:
+    """The runtime's session settings before issue 16, on ``cfg``'s threads, level, arena and
+    providers: spinning on (onnxruntime's default, written out so the session can be read back)
+    and no provider options at all (neither the user's nor the runtime's defaults)."""
+    return SessionConfig(**{**cfg.as_dict(), "spinning": True, "provider_options": (), "provider_defaults": False})
+
+
+def new_runtime_config(cfg: SessionConfig, spinning: bool | None = None) -> SessionConfig:
+    """The runtime's current session settings on ``cfg``'s threads, level, arena and providers:
+    ``spinning`` as :func:`ffkit.runtime.sessions.default_spinning` decides it for one worker on
+    this machine now (pass it to fix it), the user's provider options over the runtime's defaults."""
+    if spinning is None:
+        from ffkit.runtime.sessions import default_spinning
+
+        spinning = default_spinning(workers=1)
+    return SessionConfig(**{**cfg.as_dict(), "spinning": spinning, "provider_defaults": True})
+
+
 @dataclass
 class BenchSettings:
     """Everything a run depends on (recorded in the JSON)."""
@@ -72,6 +94,9 @@ class BenchSettings:
     profile_dir: str | None = None
     profile_runs: int = 5
     profile_top: int = 10
+    #: also time every ONNX variant with :func:`old_runtime_config` (its main row then uses
+    #: :func:`new_runtime_config`), in the same run: the report gets ``speedup_vs_old_settings``.
+    compare_settings: bool = False
 
     def as_dict(self) -> dict:
         d = asdict(self)

@@ -147,10 +147,43 @@ def _onnx_feeds(session, recipe_name: str | None, batch: int, dims: Mapping[str,
 
 def _ort_session(path, cfg: SessionConfig, profile_prefix: str | None = None):
     """The session of the artifact at ``path``; a file onnxruntime cannot load is a one-line
-    ArtifactError naming it."""
+    ArtifactError naming it. With ``cfg.provider_defaults`` off the providers get exactly
+    ``cfg.provider_options`` (the runtime before issue 16), else the project's factory merges
+    its defaults under them."""
     from ffkit.runtime.sessions import create_session
 
-    return create_session(str(path), cfg.settings(profile_prefix))
+    if cfg.provider_defaults:
+        return create_session(str(path), cfg.settings(profile_prefix))
+    import onnxruntime as ort
+
+    from ffkit.recipes.errors import ArtifactError
+    from ffkit.runtime.sessions import session_options
+
+    settings = cfg.settings(profile_prefix)
+    given = {name: dict(opts) for name, opts in settings.provider_options}
+    entries = [(p, given[p]) if p in given else p for p in settings.providers]
+    try:
+        return ort.InferenceSession(str(path), session_options(settings), providers=entries)
+    except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise ArtifactError(f"{path}: onnxruntime cannot load it ({str(err).strip().splitlines()[0][:300]})") from None
+
+
+def session_applied(session) -> dict:
+    """What the session really runs with, read back from onnxruntime: ``{"providers",
+    "provider_options", "intra_op_threads", "inter_op_threads", "level", "execution_mode",
+    "cpu_arena", "allow_spinning"}``; ``allow_spinning`` is the ``session.intra_op.allow_spinning``
+    entry ("1" / "0"), or None when it was not set (onnxruntime's default: spinning)."""
+    opts = session.get_session_options()
+    try:
+        spinning = opts.get_session_config_entry("session.intra_op.allow_spinning")
+    except RuntimeError:  # not set: onnxruntime's default
+        spinning = None
+    return {"providers": list(session.get_providers()),
+            "provider_options": {k: dict(v) for k, v in (session.get_provider_options() or {}).items()},
+            "intra_op_threads": opts.intra_op_num_threads, "inter_op_threads": opts.inter_op_num_threads,
+            "level": str(opts.graph_optimization_level).split(".")[-1],
+            "execution_mode": str(opts.execution_mode).split(".")[-1], "cpu_arena": bool(opts.enable_cpu_mem_arena),
+            "allow_spinning": spinning}
 
 
 def measure(spec: Mapping[str, Any]) -> dict:
@@ -164,7 +197,7 @@ def measure(spec: Mapping[str, Any]) -> dict:
     machine the peak a variant is compared with is the one it could have had at that moment).
 
     Returns ``{"batches": [{"batch", "times_s"} | {"batch", "skipped"}], "peak_mb", "memory_method",
-    "load_s", "profile_file"?, "local_peak"?: {"fp32", "int8"}}``; the peak GEMM kinds return
+    "load_s", "session_applied" (ONNX: :func:`session_applied`), "profile_file"?, "local_peak"?: {"fp32", "int8"}}``; the peak GEMM kinds return
     ``{"gflops", "shape", "times_s"}``.
     """
     cfg = SessionConfig.from_dict(spec.get("session"))
@@ -239,6 +272,7 @@ def _measure_variant(spec: Mapping[str, Any], cfg: SessionConfig) -> dict:
     t0 = time.perf_counter()
     session = _ort_session(spec["path"], cfg)
     load_s = time.perf_counter() - t0
+    applied = session_applied(session)
     names = [o.name for o in session.get_outputs()]
     rows, first_feeds = [], None
     for b in batches:
@@ -249,7 +283,8 @@ def _measure_variant(spec: Mapping[str, Any], cfg: SessionConfig) -> dict:
         feeds = _onnx_feeds(session, spec.get("recipe"), b, dims)
         first_feeds = first_feeds or feeds
         rows.append({"batch": b, "times_s": time_runs(lambda: session.run(names, feeds), **timing)})
-    result = {"batches": rows, "peak_mb": mem.peak_mb(), "memory_method": mem.method, "load_s": round(load_s, 3)}
+    result = {"batches": rows, "peak_mb": mem.peak_mb(), "memory_method": mem.method, "load_s": round(load_s, 3),
+              "session_applied": applied}
     if spec.get("profile_dir") and first_feeds is not None:
         del session
         prefix = str(Path(spec["profile_dir"]) / spec.get("profile_name", "ort_profile"))

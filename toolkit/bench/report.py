@@ -40,6 +40,9 @@ def finish(variants: Sequence[Variant], raw: Mapping[str, dict], peak: Mapping[s
     ``fraction_of_run_peak`` divides by the best peak seen in the whole run.
     ``speedup_vs_*_normalized``: the same ratios with each median multiplied by the FP32 GEMM
     peak measured beside it, which cancels a shared machine's varying load to first order.
+    With ``--compare-settings`` (``raw[key]["old_settings"]``): ``old_settings_median_ms`` and
+    ``speedup_vs_old_settings = old-settings median / this median`` per batch, and the session
+    options each side really ran with (``session_applied``, ``old_settings.session_applied``).
     """
     by_recipe: dict[str, dict[str, Variant]] = {}
     for v in variants:
@@ -69,6 +72,13 @@ def finish(variants: Sequence[Variant], raw: Mapping[str, dict], peak: Mapping[s
         local = (res.get("local_peak") or {}).get(peak_key)
         peak_g = local or run_peak
         rec["local_peak"] = res.get("local_peak")
+        rec["session_applied"] = res.get("session_applied")
+        old_res = res.get("old_settings")
+        old_medians = {r["batch"]: float(np.median(r["times_s"])) for r in (old_res or {}).get("batches", [])
+                       if "times_s" in r}
+        if old_res is not None:
+            rec["old_settings"] = {"session_applied": old_res.get("session_applied"), "error": old_res.get("error"),
+                                   "peak_mb": old_res.get("peak_mb")}
         for row in res.get("batches", []):
             b = row["batch"]
             if "times_s" not in row:
@@ -97,6 +107,10 @@ def finish(variants: Sequence[Variant], raw: Mapping[str, dict], peak: Mapping[s
             out["fraction_of_run_peak"] = round(f / med / 1e9 / run_peak, 4) if f and run_peak else None
             out["peak_precision"] = peak_key
             out["peak_gflops"] = peak_g
+            if old_res is not None:
+                old_med = old_medians.get(b)
+                out["old_settings_median_ms"] = round(old_med * 1e3, 5) if old_med else None
+                out["speedup_vs_old_settings"] = _fmt_ratio(old_med / med) if old_med else None
             rec["batches"].append(out)
         if "profile" in res:
             rec["profile"] = res["profile"]
@@ -146,31 +160,63 @@ def markdown_table(report: Mapping) -> str:
     def fmt(x, spec="{:.1f}", none="-"):
         return none if x is None else spec.format(x)
 
+    compared = report.get("settings_compared")
+    extra_head, extra_rule = (" old-settings ms | new vs old |", "--:|--:|") if compared else ("", "")
     lines = ["| recipe | variant | N | median ms | p90 ms | items/s | peak MB | vs eager | vs onnx-fp32 "
-             "| GFLOP | GFLOP/s | % of peak | accuracy budget |",
-             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
+             "| GFLOP | GFLOP/s | % of peak |" + extra_head + " accuracy budget |",
+             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|" + extra_rule + "---|"]
+    if compared:
+        lines.insert(0, settings_line(report) + "\n")
     session = (report.get("settings") or {}).get("session") or {}
     if session.get("provider_options"):
         lines.insert(0, "provider options: " + "; ".join(
             f"{name}: " + ", ".join(f"{k}={v}" for k, v in opts) for name, opts in session["provider_options"]) + "\n")
     for rec in report["results"]:
         if rec.get("error"):
-            lines.append(f"| {rec['group']} | {rec['label']} | | error: {rec['error'][:60]} | | | | | | | | | |")
+            lines.append(f"| {rec['group']} | {rec['label']} | | error: {rec['error'][:60]} | | | | | | | | | |"
+                         + (" | |" if compared else ""))
             continue
         for i, b in enumerate(rec["batches"]):
             head = [rec["group"] if i == 0 else "", rec["label"] if i == 0 else "", str(b["batch"])]
             if "skipped" in b:
-                lines.append("| " + " | ".join(head + [b["skipped"]] + [""] * 9) + " |")
+                lines.append("| " + " | ".join(head + [b["skipped"]] + [""] * (11 if compared else 9)) + " |")
                 continue
             frac = b.get("fraction_of_peak")
             row = head + [fmt(b["median_ms"]), fmt(b["p90_ms"]), fmt(b["throughput_per_s"], "{:.2f}"),
                           fmt(rec.get("peak_mb"), "{:.0f}") if i == 0 else "",
                           fmt(b.get("speedup_vs_eager"), "{:.2f}x"), fmt(b.get("speedup_vs_onnx_fp32"), "{:.2f}x"),
                           fmt(b.get("gflops"), "{:.2f}"), fmt(b.get("gflops_per_s")),
-                          f"{frac * 100:.0f}% {b['peak_precision']}" if frac is not None else "-",
-                          _budget_text(rec.get("accuracy")) if i == 0 else ""]
+                          f"{frac * 100:.0f}% {b['peak_precision']}" if frac is not None else "-"]
+            if compared:
+                row += [fmt(b.get("old_settings_median_ms")), fmt(b.get("speedup_vs_old_settings"), "{:.2f}x")]
+            row.append(_budget_text(rec.get("accuracy")) if i == 0 else "")
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _spin_text(applied: Mapping | None, configured: bool | None) -> str:
+    entry = applied.get("allow_spinning") if applied else {True: "1", False: "0"}.get(configured)
+    return {"1": "on", "0": "off", None: "onnxruntime default (on)"}.get(entry, str(entry))
+
+
+def settings_line(report: Mapping) -> str:
+    """One line naming the old and the new runtime settings of a ``--compare-settings`` run, as the
+    sessions reported them back (spinning, provider options)."""
+    compared = report.get("settings_compared") or {}
+    applied = {"old": None, "new": None}
+    for rec in report.get("results", []):
+        if rec.get("session_applied") and applied["new"] is None:
+            applied["new"] = rec["session_applied"]
+            applied["old"] = (rec.get("old_settings") or {}).get("session_applied")
+    parts = []
+    for side in ("old", "new"):
+        cfg = compared.get(side) or {}
+        got = applied[side] or {}
+        opts = {k: v for k, v in (got.get("provider_options") or {}).items() if v}
+        parts.append(f"{side} settings: spinning {_spin_text(got, cfg.get('spinning'))}, provider options "
+                     f"{'; '.join(f'{k}: {v}' for k, v in opts.items()) or 'none'}"
+                     f"{'' if cfg.get('provider_defaults', True) else ' (no defaults)'}")
+    return " | ".join(parts)
 
 
 def write_json(report: Mapping, path: str | os.PathLike) -> Path:

@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ffkit.recipes.errors import FfkitError
 
-from .config import BenchSettings, SessionConfig
+from .config import BenchSettings, SessionConfig, new_runtime_config, old_runtime_config
 from .discovery import Variant, _flops_candidates, count_variant_flops
 from .harness import LOCAL_PEAK_SHAPE, measure, measure_isolated, peak_probe
 from .machine import machine_info, physical_cores
@@ -27,11 +27,25 @@ def run_bench(variants: Sequence[Variant], settings: BenchSettings,
     ``on_partial(report)``, when given, after each one with the report so far. With
     ``settings.rounds > 1`` the variants are measured round-robin that many times and each
     variant's runs are pooled, so a burst of load on a shared machine is spread over all rows.
+    With ``settings.compare_settings`` each ONNX variant is timed twice in turn, on the runtime's
+    old session settings and then its current ones (``report["settings_compared"]``); the
+    variant's main figures are the current ones, ``raw[key]["old_settings"]`` the old.
     """
     if settings.session.threads == 0:
         settings.session = SessionConfig(**{**settings.session.as_dict(), "threads": physical_cores()})
+    old_cfg = None
+    if settings.compare_settings:
+        # main rows (and torch eager) on the runtime's current settings, a second row on its old ones
+        old_cfg = old_runtime_config(settings.session)
+        settings.session = new_runtime_config(settings.session)
     report: dict[str, Any] = {"machine": machine_info(), "settings": settings.as_dict(),
                               "flops_convention": "multiply-add = 2 FLOPs; Conv, ConvTranspose, Gemm, MatMul (and quantized forms) counted"}
+    if old_cfg is not None:
+        report["settings_compared"] = {
+            "old": old_cfg.as_dict(), "new": settings.session.as_dict(),
+            "old_means": "the runtime before issue 16: intra-op spinning on, no provider options",
+            "new_means": "ffkit.runtime.sessions.default_spinning(workers=1) on this machine at start, "
+                         "provider options over the runtime's defaults"}
     for v in _flops_candidates(variants, settings.count_all_flops):
         on_step(f"counting FLOPs: {v.key}")
         count_variant_flops(v, settings.batches, settings.dims)
@@ -56,8 +70,15 @@ def run_bench(variants: Sequence[Variant], settings: BenchSettings,
             if settings.profile_dir and v.kind == "onnx" and rnd == 0:
                 spec.update(profile_dir=settings.profile_dir, profile_runs=settings.profile_runs,
                             profile_name=re.sub(r"[^A-Za-z0-9_.+-]", "_", v.key))
+            if old_cfg is not None and v.kind == "onnx":
+                on_step(f"{v.key}{tag}: old runtime settings")
+                old_spec = {**spec, "session": old_cfg.as_dict(), "profile_dir": None}
+                old_res = measure_isolated(old_spec) if settings.isolate else _measure_caught(old_spec)
+                on_step(f"{v.key}{tag}: current runtime settings")
             res = measure_isolated(spec) if settings.isolate else _measure_caught(spec)
             _merge(raw, v.key, res)
+            if old_cfg is not None and v.kind == "onnx":
+                _merge(raw[v.key], "old_settings", old_res)
             if res.get("profile_file"):
                 raw[v.key]["profile"] = {**summarize_profile(res["profile_file"], settings.profile_top),
                                          "batch": res.get("profile_batch")}

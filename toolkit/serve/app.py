@@ -5,7 +5,7 @@ Endpoints (every error is JSON ``{"error": "..."}``, see :mod:`.errors`)::
     GET  /health              models by role (file, recipe, variant, providers), version, queue
     POST /swap                multipart source + target images (+ reference), swap options as
                               form fields (:mod:`.forms`) -> the swapped image, target's format
-    POST /jobs                the same with a video target -> 202 {"id": ...}
+    POST /jobs                the same with a video target (+ detect_every, smooth) -> 202 {"id": ...}
     GET  /jobs/{id}           status (queued|running|done|failed), progress, error, summary
     GET  /jobs/{id}/result    the swapped video
 
@@ -29,7 +29,7 @@ from ffkit.recipes.version import __version__
 from ffkit.runtime.media import probe_video, read_image
 
 from .errors import CatchAll, error_response, install_error_handlers
-from .forms import SwapForm, swap_form
+from .forms import JobForm, SwapForm, job_form, swap_form
 from .limits import TICKET_KEY, Admission, UploadLimit
 from .service import Service
 from .settings import ServeSettings
@@ -84,8 +84,9 @@ def create_app(settings: ServeSettings, service: Optional[Service] = None) -> Fa
                    reference: Optional[UploadFile] = File(None, description="Swap only faces resembling this one."),
                    form: SwapForm = Depends(swap_form)):
         """Swap the face of ``source`` into ``target``: the pixels ``ffkit swap`` writes for the
-        same files and options, encoded in the target's format. Headers ``X-Faces-Detected`` and
-        ``X-Faces-Swapped`` count the faces."""
+        same files and options, encoded in the target's format (upscaled with ``frame_enhance``).
+        Headers ``X-Faces-Detected`` and ``X-Faces-Swapped`` count the faces."""
+        service.engine.pipeline(form.options(False), form.enhance, form.frame_enhance)  # a role not loaded: 400 now
         folder = service.work.new_folder("swap")
         try:
             src = await save_upload(source, folder, "source", "image")
@@ -93,7 +94,7 @@ def create_app(settings: ServeSettings, service: Optional[Service] = None) -> Fa
             ref = await save_upload(reference, folder, "reference", "image") if reference is not None else None
             out = folder / f"swapped{tgt.suffix}"
             summary = await service.queue.run(service.engine.swap_image, src, tgt, out, ref,
-                                              form.options(ref is not None), form.enhance)
+                                              form.options(ref is not None), form.enhance, form.frame_enhance)
             body = await run_in_threadpool(out.read_bytes)
         finally:
             await run_in_threadpool(shutil.rmtree, folder, True)
@@ -106,10 +107,10 @@ def create_app(settings: ServeSettings, service: Optional[Service] = None) -> Fa
                          source: UploadFile = File(..., description="Image with the face to paste (largest face)."),
                          target: UploadFile = File(..., description="Video to change."),
                          reference: Optional[UploadFile] = File(None, description="Swap only faces like this one."),
-                         form: SwapForm = Depends(swap_form)):
+                         fields: JobForm = Depends(job_form)):
         """Queue the swap of a video target; poll ``GET /jobs/{id}``, fetch ``/jobs/{id}/result``."""
-        if form.enhance:
-            service.engine.pipeline(form.options(False), True)  # no enhancer: a 400 before any upload is saved
+        form, tracking = fields.swap, fields.tracking()
+        service.engine.pipeline(form.options(False), form.enhance, form.frame_enhance)  # before any upload is saved
         folder = service.work.new_folder("job")
         try:
             src = await save_upload(source, folder, "source", "image")
@@ -123,12 +124,12 @@ def create_app(settings: ServeSettings, service: Optional[Service] = None) -> Fa
             await run_in_threadpool(shutil.rmtree, folder, True)
             raise
         job = service.jobs.new_job(folder, folder / f"result{tgt.suffix}", info.frame_count)
-        options, enhance = form.options(ref is not None), form.enhance
+        options, enhance, frame_enhance = form.options(ref is not None), form.enhance, form.frame_enhance
         workers = settings.frame_workers
 
         def work(progress):
-            return service.engine.swap_video(src, tgt, job.output, ref, options, enhance, workers=workers,
-                                             progress=progress)
+            return service.engine.swap_video(src, tgt, job.output, ref, options, enhance, frame_enhance,
+                                             tracking=tracking, workers=workers, progress=progress)
 
         service.jobs.submit(job, work, request.scope[TICKET_KEY])
         return JSONResponse({"id": job.id, "status": job.status, "status_url": f"/jobs/{job.id}"},

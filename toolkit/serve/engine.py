@@ -1,7 +1,8 @@
 """The swapping side of ``ffkit serve``: models picked once, one SessionPool, ``ffkit swap``'s calls.
 
 :class:`SwapEngine` picks the artifacts at start exactly as ``ffkit swap`` does
-(:func:`~ffkit.runtime.models.pick_models`; the enhancer too when the folder has one), opens one
+(:func:`~ffkit.runtime.models.pick_models`), with every optional role the folder has (enhancer,
+landmarker, parser, each frame enhancer recipe), so a request may ask for any of them; it opens one
 session per artifact in the one :class:`~ffkit.runtime.sessions.SessionPool` every request
 shares, and swaps files with the runtime's own functions (``Pipeline.prepare_source``,
 ``swap_image``, ``swap_video``), so an answer has the pixels ``ffkit swap`` writes for the same
@@ -15,14 +16,18 @@ import os
 from pathlib import Path
 from typing import Callable, Optional
 
+from ffkit.recipes import REGISTRY
 from ffkit.recipes.errors import FfkitError
+from ffkit.runtime.face_tracker import TrackOptions
+from ffkit.runtime.frame_enhancer import FrameEnhanceError, FrameEnhancer
 from ffkit.runtime.frame_pipeline import Pipeline, SwapOptions
 from ffkit.runtime.media import read_image
-from ffkit.runtime.models import ModelSelection, pick_models
+from ffkit.runtime.models import ModelRef, ModelSelection, pick_models, scan_models
 from ffkit.runtime.provider_options import parse_provider_options
 from ffkit.runtime.sessions import SessionPool, resolve_providers
 from ffkit.runtime.swap_files import SwapSummary, swap_image, swap_video
 
+from .errors import InvalidOption
 from .settings import ServeSettings
 
 __all__ = ["SwapEngine"]
@@ -32,64 +37,119 @@ class SwapEngine:
     """The loaded models and the swap calls (images and videos) on their shared sessions."""
 
     def __init__(self, settings: ServeSettings, warn: Callable[[str], None] = lambda message: None):
-        self.models: ModelSelection = self._pick(settings)
+        self.models, self.frame_enhancers = self._pick(settings)
         self.pool = SessionPool(resolve_providers(settings.providers), intra_op_threads=settings.session_threads,
                                 warn=warn, provider_options=parse_provider_options(settings.provider_options))
         self._stages = Pipeline.from_models(self.models, self.pool)  # opens every session now
+        for ref in self.frame_enhancers.values():                    # the other upscalers too
+            self.pool.get(ref.path)
 
     @staticmethod
-    def _pick(settings: ServeSettings) -> ModelSelection:
+    def _pick(settings: ServeSettings) -> tuple[ModelSelection, dict[str, ModelRef]]:
+        """Every role the models folder has, picked as ``ffkit swap`` picks it (``pick_models``
+        with the flags of the optional roles that are there), and every frame enhancer recipe
+        there by name (its best file; ``models.frame_enhancer`` is the ``auto`` one)."""
+        refs, _ = scan_models(settings.models)
+        roles = {ref.role for ref in refs}
+        upscalers = sorted({ref.recipe.name for ref in refs if ref.role == "frame_enhancer"})
         kwargs = {"swapper": settings.swapper, "variant": settings.variant}
-        try:
-            return pick_models(settings.models, enhance=True, **kwargs)
-        except FfkitError:  # no enhancer: serve without (a request asking to enhance is a 400)
-            return pick_models(settings.models, enhance=False, **kwargs)
+        models = pick_models(settings.models, enhance="enhancer" in roles, landmarks68="landmarker" in roles,
+                             parser="parser" in roles, frame_enhance="auto" if upscalers else None, **kwargs)
+        by_name = {models.frame_enhancer.recipe.name: models.frame_enhancer} if models.frame_enhancer else {}
+        for name in upscalers:
+            if name not in by_name:
+                other = pick_models(settings.models, frame_enhance=name, **kwargs)
+                by_name[name] = other.frame_enhancer
+                models.notes.extend(note for note in other.notes if note not in models.notes)
+        return models, by_name
 
-    def pipeline(self, options: SwapOptions, enhance: bool) -> Pipeline:
-        """A :class:`Pipeline` on the shared stages with this request's options.
+    def pipeline(self, options: SwapOptions, enhance: bool = False, frame_enhance: Optional[str] = None) -> Pipeline:
+        """A :class:`Pipeline` on the shared stages (and sessions) with this request's options.
+
+        Args:
+            options: the request's :class:`SwapOptions` (masks, landmarks, frame enhance tiling...).
+            enhance: restore the swapped faces (the server's GFPGAN).
+            frame_enhance: a frame enhancer recipe name, ``auto`` (the best one loaded), or None.
 
         Raises:
-            FfkitError: ``enhance`` asked for, but the models folder had no enhancer.
+            FfkitError: the request needs a role this server did not load (enhancer for
+                ``enhance``, parser for ``mask`` region, landmarker for ``landmarks`` 68, the
+                named frame enhancer); one line naming the role.
+            InvalidOption: a ``tile`` the chosen frame enhancer cannot take (answered 422).
         """
-        if enhance and self._stages.enhancer is None:
-            raise FfkitError("enhance: this server loaded no enhancer artifact (gfpgan_v1.4) from its models folder")
-        pipeline = copy.copy(self._stages)  # the same stage objects (and sessions), this request's options
+        stages = self._stages
+        for lacking, asked, role in ((enhance and stages.enhancer is None, "enhance", "enhancer"),
+                                     ("region" in options.mask and stages.parser is None, "mask=region", "parser"),
+                                     (options.landmarks == 68 and stages.landmarker is None, "landmarks=68",
+                                      "landmarker")):
+            if lacking:
+                raise FfkitError(f"{asked}: this server loaded no {role} artifact ({_recipes_of(role)}) from its "
+                                 "models folder")
+        upscaler = None
+        if frame_enhance is not None:
+            ref = self.models.frame_enhancer if frame_enhance == "auto" else self.frame_enhancers.get(frame_enhance)
+            if ref is None:
+                wanted = "frame_enhancer artifact" + ("" if frame_enhance == "auto" else f" {frame_enhance}")
+                raise FfkitError(f"frame_enhance={frame_enhance}: this server loaded no {wanted} from its models "
+                                 f"folder (frame enhancers loaded: {', '.join(self.frame_enhancers) or 'none'})")
+            try:
+                upscaler = FrameEnhancer(self.pool.get(ref.path), ref.recipe, options.frame_enhance)
+            except FrameEnhanceError as e:
+                raise InvalidOption(f"tile: {e}") from None
+        pipeline = copy.copy(stages)  # the same stage objects (and sessions), this request's options
         pipeline.options = options
+        pipeline.frame_enhancer = upscaler
         if not enhance:
             pipeline.enhancer = None
         return pipeline
 
-    def _prepare(self, source: Path, reference: Optional[Path], options: SwapOptions, enhance: bool):
+    def _prepare(self, source: Path, reference: Optional[Path], options: SwapOptions, enhance: bool,
+                 frame_enhance: Optional[str]):
         """What ``ffkit swap`` does before the target: read the images, find the identities."""
         source_image = read_image(source)
         reference_image = read_image(reference) if reference is not None else None
-        pipeline = self.pipeline(options, enhance)
+        pipeline = self.pipeline(options, enhance, frame_enhance)
         src = pipeline.prepare_source(source_image, source.name)
         ref = pipeline.prepare_reference(reference_image, reference.name) if reference_image is not None else None
         return pipeline, src, ref
 
     def swap_image(self, source: Path, target: Path, output: Path, reference: Optional[Path],
-                   options: SwapOptions, enhance: bool = False) -> SwapSummary:
-        """Swap the image file ``target`` into ``output`` (format by suffix), as ``ffkit swap``.
+                   options: SwapOptions, enhance: bool = False, frame_enhance: Optional[str] = None) -> SwapSummary:
+        """Swap the image file ``target`` into ``output`` (format by suffix), as ``ffkit swap``
+        (upscaled when ``frame_enhance`` names a loaded frame enhancer, see :meth:`pipeline`).
 
         Raises:
-            FfkitError: unreadable image, no face in the source or reference (one line).
+            FfkitError: unreadable image, no face in the source or reference, a role not loaded
+                (one line).
         """
-        pipeline, src, ref = self._prepare(source, reference, options, enhance)
+        pipeline, src, ref = self._prepare(source, reference, options, enhance, frame_enhance)
         return swap_image(pipeline, src, target, output, ref)
 
     def swap_video(self, source: Path, target: Path, output: Path, reference: Optional[Path],
-                   options: SwapOptions, enhance: bool = False, *, workers: int = 1,
+                   options: SwapOptions, enhance: bool = False, frame_enhance: Optional[str] = None, *,
+                   tracking: Optional[TrackOptions] = None, workers: int = 1,
                    progress: Optional[Callable[[int, int], None]] = None) -> SwapSummary:
         """Swap the video file ``target`` into ``output`` (frames, timing, audio kept), as
-        ``ffkit swap``; ``progress(done, total)`` after each frame (raising there aborts, and no
-        output is left)."""
-        pipeline, src, ref = self._prepare(source, reference, options, enhance)
-        return swap_video(pipeline, src, target, output, ref, workers=workers, progress=progress)
+        ``ffkit swap``; ``tracking`` is ``--detect-every`` / ``--smooth``; ``progress(done,
+        total)`` after each frame (raising there aborts, and no output is left)."""
+        pipeline, src, ref = self._prepare(source, reference, options, enhance, frame_enhance)
+        return swap_video(pipeline, src, target, output, ref, workers=workers, progress=progress, tracking=tracking)
+
+    def _describe(self, ref: ModelRef) -> dict:
+        return {"file": os.path.basename(ref.path), "recipe": ref.recipe.name, "variant": ref.variant,
+                "foreign": ref.foreign, "providers": list(self.pool.get(ref.path).get_providers())}
 
     def describe(self) -> dict:
-        """Per role: ``file`` (name), ``recipe``, ``variant``, ``foreign`` and the ``providers``
-        its session really runs on (``session.get_providers()``)."""
-        return {role: {"file": os.path.basename(ref.path), "recipe": ref.recipe.name, "variant": ref.variant,
-                       "foreign": ref.foreign, "providers": list(self.pool.get(ref.path).get_providers())}
-                for role, ref in self.models.used()}
+        """Per role loaded: ``file`` (name), ``recipe``, ``variant``, ``foreign`` and the
+        ``providers`` its session really runs on (``session.get_providers()``); the role
+        ``frame_enhancer`` maps to a list of those, one per frame enhancer recipe (the ``auto``
+        one first)."""
+        models = {role: self._describe(ref) for role, ref in self.models.used() if role != "frame_enhancer"}
+        if self.frame_enhancers:
+            models["frame_enhancer"] = [self._describe(ref) for ref in self.frame_enhancers.values()]
+        return models
+
+
+def _recipes_of(role: str) -> str:
+    """The recipes of ``role``, comma-separated (what a missing role could be built from)."""
+    return ", ".join(r.name for r in REGISTRY.values() if r.role == role)

@@ -20,8 +20,8 @@ from starlette.responses import JSONResponse
 
 from ffkit.recipes.errors import FfkitError
 
-__all__ = ["ServerStopping", "UploadError", "error_response", "public_message", "validation_message",
-           "install_error_handlers", "CatchAll"]
+__all__ = ["ServerStopping", "UploadError", "InvalidOption", "error_response", "public_message",
+           "validation_message", "install_error_handlers", "CatchAll"]
 
 log = logging.getLogger("ffkit.serve")
 
@@ -32,6 +32,11 @@ class ServerStopping(Exception):
 
 class UploadError(FfkitError):
     """An uploaded file is not what its field needs (answered 400)."""
+
+
+class InvalidOption(FfkitError):
+    """A form field whose value the loaded model cannot take (e.g. an odd ``tile`` for a 2x
+    upscaler): answered 422, as a field that fails its own check."""
 
 
 def error_response(status: int, message: str, headers: Optional[Mapping[str, str]] = None) -> JSONResponse:
@@ -55,8 +60,8 @@ def validation_message(exc: RequestValidationError) -> str:
 
 
 def install_error_handlers(app: FastAPI, work_root: Path) -> None:
-    """Map validation errors to 422, HTTP errors to their status, FfkitError to 400 and
-    :class:`ServerStopping` to 503, each as ``{"error": ...}``."""
+    """Map validation errors and :class:`InvalidOption` to 422, HTTP errors to their status,
+    other FfkitErrors to 400 and :class:`ServerStopping` to 503, each as ``{"error": ...}``."""
 
     async def on_validation(request: Request, exc: RequestValidationError):
         return error_response(422, validation_message(exc))
@@ -65,7 +70,7 @@ def install_error_handlers(app: FastAPI, work_root: Path) -> None:
         return error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     async def on_ffkit(request: Request, exc: FfkitError):
-        return error_response(400, public_message(str(exc), work_root))
+        return error_response(422 if isinstance(exc, InvalidOption) else 400, public_message(str(exc), work_root))
 
     async def on_stopping(request: Request, exc: ServerStopping):
         return error_response(503, "server is stopping", {"Retry-After": "5"})
