@@ -61,8 +61,10 @@ class FrameEnhanceOptions:
 
     Attributes:
         tile: tile side in pixels of the padded image (0: the whole frame in one pass; memory
-            grows with the frame: 64 float32 feature maps at the upscaled size). For scale 2 it
-            must be even (scale 1: a multiple of 4).
+            grows with the frame: 64 float32 feature maps at the upscaled size, about 8 GB for
+            x4plus on a 1080p frame). For scale 2 it must be even (scale 1: a multiple of 4).
+            :data:`AUTO` (-1): one pass up to :data:`AUTO_MAX_PIXELS` input pixels, tiles of
+            :data:`AUTO_TILE` above (decided per frame).
         tile_pad: context pixels around each tile, computed and thrown away (even for scale 2).
         pre_pad: reflect padding added bottom/right before the network and cropped after
             (RealESRGANer's own default is 10, ``inference_realesrgan.py``'s 0).
@@ -74,6 +76,13 @@ class FrameEnhanceOptions:
     tile_pad: int = 10
     pre_pad: int = 0
     size: SizeMode = "native"
+
+
+#: ``FrameEnhanceOptions.tile`` value asking for the automatic rule.
+AUTO = -1
+#: The automatic rule: frames up to this many pixels in one pass, larger ones in AUTO_TILE tiles.
+AUTO_MAX_PIXELS = 1024 * 1024
+AUTO_TILE = 512
 
 
 def upscale_factor(recipe: Recipe) -> int:
@@ -133,13 +142,14 @@ class FrameEnhancer:
 
     def _check_options(self) -> None:
         o = self.options
-        for what, value in (("tile", o.tile), ("tile_pad", o.tile_pad), ("pre_pad", o.pre_pad)):
+        for what, value in (("tile", max(o.tile, 0) if o.tile == AUTO else o.tile), ("tile_pad", o.tile_pad),
+                            ("pre_pad", o.pre_pad)):
             if int(value) != value or value < 0:
                 raise FrameEnhanceError(f"{self.recipe.name}: {what} must be a whole number >= 0, got {value}")
         if o.size not in SIZE_MODES:
             raise FrameEnhanceError(f"{self.recipe.name}: unknown frame enhance size {o.size!r} "
                                     f"(one of {', '.join(SIZE_MODES)})")
-        if self.mod_scale and o.tile and (o.tile % self.mod_scale or o.tile_pad % self.mod_scale):
+        if self.mod_scale and o.tile != 0 and ((o.tile > 0 and o.tile % self.mod_scale) or o.tile_pad % self.mod_scale):
             raise FrameEnhanceError(f"{self.recipe.name}: tile {o.tile} and tile_pad {o.tile_pad} must be multiples "
                                     f"of {self.mod_scale} (the network folds {self.mod_scale}x{self.mod_scale} "
                                     "pixel blocks into channels)")
@@ -173,12 +183,21 @@ class FrameEnhancer:
         feeds = {self.input_name: np.ascontiguousarray(x, dtype=self.input_dtype)}
         return np.asarray(next(iter(run_session(self.session, feeds).values())), dtype=np.float32)
 
-    def tile_process(self, x: np.ndarray) -> np.ndarray:
-        """RealESRGANer.tile_process on the padded ``1 x 3 x H x W`` tensor (see :func:`tile_grid`)."""
+    def tile_for(self, height: int, width: int) -> int:
+        """The tile side used for a ``height x width`` padded frame (0: one pass): the options'
+        own, or for :data:`AUTO` the automatic rule."""
+        if self.options.tile != AUTO:
+            return self.options.tile
+        return 0 if height * width <= AUTO_MAX_PIXELS else AUTO_TILE
+
+    def tile_process(self, x: np.ndarray, tile: int | None = None) -> np.ndarray:
+        """RealESRGANer.tile_process on the padded ``1 x 3 x H x W`` tensor (see :func:`tile_grid`)
+        with ``tile`` (default: the options')."""
         s = self.scale
         _, c, h, w = x.shape
         out = np.zeros((1, c, h * s, w * s), np.float32)
-        for (y0, y1, x0, x1), (py0, py1, px0, px1) in tile_grid(h, w, self.options.tile, self.options.tile_pad):
+        tile = self.options.tile if tile is None else tile
+        for (y0, y1, x0, x1), (py0, py1, px0, px1) in tile_grid(h, w, tile, self.options.tile_pad):
             result = self.network(x[:, :, py0:py1, px0:px1])
             oy, ox = (y0 - py0) * s, (x0 - px0) * s
             out[:, :, y0 * s:y1 * s, x0 * s:x1 * s] = result[:, :, oy:oy + (y1 - y0) * s, ox:ox + (x1 - x0) * s]
@@ -199,7 +218,8 @@ class FrameEnhancer:
         """``H x W x 3`` float32 RGB [0, 1] -> ``sH x sW x 3`` float32 **BGR** clamped to [0, 1]
         (pre_process, network or tiles, post_process, clamp, channels [2, 1, 0])."""
         x, mod_h, mod_w = self.pre_process(image)
-        out = self.tile_process(x) if self.options.tile > 0 else self.network(x)
+        tile = self.tile_for(*x.shape[2:])
+        out = self.tile_process(x, tile) if tile > 0 else self.network(x)
         out = np.clip(self.post_process(out, mod_h, mod_w)[0], 0.0, 1.0)
         return np.ascontiguousarray(out[[2, 1, 0]].transpose(1, 2, 0))
 

@@ -293,3 +293,18 @@ def test_seed0_vectors_through_the_exported_onnx(name, artifacts):
         for tile in (0, 64):
             got = FrameEnhancer(session, get_recipe(name), FrameEnhanceOptions(tile=tile, pre_pad=0)).upscale_rgb(rgb)
             np.testing.assert_allclose(got, expected, rtol=tol["rtol"], atol=tol["atol"])
+
+
+def test_automatic_tiling_is_one_pass_up_to_a_megapixel_and_512_tiles_above():
+    """``tile=-1`` (the CLI's and the server's default): small frames go through in one pass,
+    exactly as tile 0; frames over 1 MP in 512 tiles (x4plus untiled on 1080p: ~8 GB of maps)."""
+    from ffkit.runtime.frame_enhancer import AUTO, AUTO_MAX_PIXELS, AUTO_TILE
+
+    class Stub:
+        options = FrameEnhanceOptions(tile=AUTO)
+
+    tile_for = FrameEnhancer.tile_for
+    assert tile_for(Stub(), 1024, 1024) == 0 and 1024 * 1024 == AUTO_MAX_PIXELS
+    assert tile_for(Stub(), 1080, 1920) == AUTO_TILE == 512
+    Stub.options = FrameEnhanceOptions(tile=64)
+    assert tile_for(Stub(), 1080, 1920) == 64

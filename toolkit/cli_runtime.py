@@ -110,7 +110,8 @@ def swap_cmd(
                                                           "in --models, turned into 5 as FaceFusion does)."),
     frame_enhance: Optional[str] = typer.Option(None, "--frame-enhance",
                                                 help="Upscale every output frame: realesrgan_x4plus | realesrgan_x2plus."),
-    tile: int = typer.Option(0, "--tile", min=0, help="--frame-enhance: tile side in pixels (0 = whole frame)."),
+    tile: int = typer.Option(-1, "--tile", min=-1, help="--frame-enhance: tile side in pixels (0 = whole frame; "
+                                                         "-1, the default: whole frame up to 1 MP, else 512)."),
     frame_enhance_size: FrameSizeChoice = typer.Option(FrameSizeChoice.native, "--frame-enhance-size",
                                                        help="--frame-enhance: native (upscaled) or input (resized back)."),
     ray: Optional[str] = typer.Option(None, "--ray", help="Batch only: run it on Ray Data, `local` (this machine), "

@@ -52,7 +52,7 @@ class SwapForm:
     color_match: bool = False
     landmarks: Literal[5, 68] = 5
     frame_enhance: Optional[str] = None
-    tile: int = 0
+    tile: int = -1
     frame_enhance_size: Literal["native", "input"] = "native"
 
     def options(self, with_reference: bool) -> SwapOptions:
@@ -128,7 +128,8 @@ def swap_form(
     landmarks: int = Form(5, description="Align from the detector's 5 points, or 68 (the server's fan_2dfan4)."),
     frame_enhance: Optional[FrameEnhancerName] = Form(None, description="Upscale the whole output with this frame "
                                                                         "enhancer (auto: the best one loaded)."),
-    tile: int = Form(0, ge=0, description="frame_enhance: tile side in pixels (0 = whole frame)."),
+    tile: int = Form(-1, ge=-1, description="frame_enhance: tile side in pixels (0 = whole frame; -1, the default: "
+                                            "whole frame up to 1 MP, else 512)."),
     frame_enhance_size: Literal["native", "input"] = Form("native", description="frame_enhance: native (upscaled) "
                                                                                 "or input (resized back)."),
 ) -> SwapForm:
