@@ -153,7 +153,8 @@ def binding_device(session: ort.InferenceSession) -> tuple[str, int] | None:
         return _BOUND[session]
     except (KeyError, TypeError):
         pass
-    providers = list(session.get_providers())
+    get = getattr(session, "get_providers", None)   # stand-ins (tests, wrappers) may not have it: CPU path
+    providers = list(get()) if callable(get) else []
     device = None
     if providers and providers[0] in DEVICE_PROVIDERS:
         options = (session.get_provider_options() or {}).get(providers[0], {})
