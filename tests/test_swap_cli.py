@@ -220,12 +220,15 @@ def test_demo_builds_then_reuses_models_without_torch(tmp_path):
     demo = tmp_path / "demo"
     code, stdout, stderr = ffkit("demo", "-o", demo, "--swapper", "simswap_224", "--frames", 3)
     assert code == 0, stderr
-    for name in ("swapped.png", "side_by_side.png", "input.mp4", "swapped.mp4", "demo.json", "source.jpg"):
+    for name in ("swapped.png", "side_by_side.png", "input.mp4", "swapped.mp4", "demo.json", "source.jpg",
+                 "swapped_full_pipeline.png", "full_pipeline_sheet.png"):
         assert (demo / name).is_file(), name
     assert read_image(demo / "swapped.png").shape == (512, 512, 3)
+    assert read_image(demo / "swapped_full_pipeline.png").shape == (512, 512, 3)   # 256 px upscaled x2
     a, b = probe_video(demo / "input.mp4"), probe_video(demo / "swapped.mp4")
     assert (b.frame_count, b.fps, b.width, b.height, b.has_audio) == (3, a.fps, a.width, a.height, True)
     assert "SYNTHETIC" in stdout
     proc = run_without_torch("demo", "-o", demo, "--swapper", "simswap_224", "--frames", 3)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("cached") == 3
+    # detector, embedder, swapper, and the every-stage photo's landmarker, parser and upscaler
+    assert proc.stdout.count("cached") == 6
