@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import threading
 import uuid
@@ -58,6 +59,17 @@ def current_umask() -> int:
     return mask
 
 
+#: Length of the random token in a temp name ``.<name>.<token>.part<suffix>``.
+TOKEN_LENGTH = 8
+
+
+def temp_name_pattern(target: str | os.PathLike) -> re.Pattern:
+    """The names :func:`atomic_path` gives ``target``'s temp files (``.<name>.<token>.part`` and
+    the suffix), for finding what a killed process (which cannot clean up) left beside it."""
+    name, suffix = re.escape(Path(target).name), re.escape(Path(target).suffix)
+    return re.compile(rf"\.{name}\.[A-Za-z0-9_]{{{TOKEN_LENGTH}}}\.part(?:{suffix})?")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, need_bytes: int = 0) -> Iterator[Path]:
     """Yield a temp path beside the real target; rename it onto the target only if the block succeeds.
@@ -73,7 +85,7 @@ def atomic_path(path: str | os.PathLike, need_bytes: int = 0) -> Iterator[Path]:
     target = Path(os.path.realpath(path))
     # The temp file's name is chosen before it exists, so a signal landing anywhere from its
     # creation on finds it in ``tmp_path`` and the cleanup below removes it.
-    tmp_path = target.parent / f".{target.name}.{uuid.uuid4().hex[:10]}.part{target.suffix}"
+    tmp_path = target.parent / f".{target.name}.{uuid.uuid4().hex[:TOKEN_LENGTH]}.part{target.suffix}"
     try:
         try:
             fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -23,6 +23,8 @@ from .templates import GFPGAN_BORDER_VALUE, gfpgan_norm_matrix
 
 __all__ = ["Enhancer", "paste_restored", "parsed_face_mask", "paste_parsed", "PARSE_KEEP"]
 
+Region = tuple[int, int, int, int]
+
 #: facexlib ``MASK_COLORMAP``: the parser classes a restored face is pasted over (255 there):
 #: skin, brows, eyes, glasses, ears, earring, nose, mouth, lips and necklace; background, neck,
 #: cloth, hair and hat (0) keep the frame.
@@ -74,17 +76,25 @@ def paste_parsed(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, mask: 
     restored = cv2.warpAffine(face, inv, size).astype(np.float64)   # float64 as facexlib blends
     mask = cv2.resize(np.asarray(mask, dtype=np.float64), (crop_w, crop_h))
     soft = cv2.warpAffine(mask, inv, size, flags=3) * blend
-    rows, cols = np.flatnonzero((soft > 0).any(axis=1)), np.flatnonzero((soft > 0).any(axis=0))
+    return _blend_where_soft(frame, out, (x0, y0), soft, restored, np.float64)
+
+
+def _blend_where_soft(frame: np.ndarray, out: np.ndarray, origin: tuple[int, int], soft: np.ndarray,
+                      pasted: np.ndarray, dtype) -> Region | None:
+    """``out = soft * pasted + (1 - soft) * frame``, computed in ``dtype`` and truncated to uint8,
+    over the box of the ``h x w`` region at ``origin`` (frame pixels) where ``soft`` > 0; ``pasted``
+    is ``h x w x C``. Returns that box ``(x0, y0, x1, y1)`` in frame pixels, or None."""
+    rows = np.flatnonzero((soft > 0).any(axis=1))
     if rows.size == 0:
         return None
+    cols = np.flatnonzero((soft > 0).any(axis=0))
+    x0, y0 = origin
     r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    soft3 = soft[r0:r1, c0:c1, None]
-    target = frame[y0 + r0:y0 + r1, x0 + c0:x0 + c1].astype(np.float64)
-    blended = soft3 * restored[r0:r1, c0:c1] + (1 - soft3) * target
+    soft3 = soft[r0:r1, c0:c1, None].astype(dtype, copy=False)
+    target = frame[y0 + r0:y0 + r1, x0 + c0:x0 + c1].astype(dtype)
+    blended = soft3 * pasted[r0:r1, c0:c1].astype(dtype, copy=False) + (1 - soft3) * target
     out[y0 + r0:y0 + r1, x0 + c0:x0 + c1] = np.clip(blended, 0, 255).astype(np.uint8)
     return x0 + c0, y0 + r0, x0 + c1, y0 + r1
-
-Region = tuple[int, int, int, int]
 
 
 def paste_restored(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, *, blend: float = 1.0,
@@ -140,19 +150,9 @@ def paste_restored(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, *, b
     soft[mask <= 0] = 0   # facexlib's even erosion + blur reach 1 px past the crop, blending it to black
     if blend < 1.0:
         soft *= np.float32(blend)
-    rows = np.flatnonzero((soft > 0).any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero((soft > 0).any(axis=0))
-    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     if restored.ndim == 2:  # OpenCV drops a single channel axis
         restored = restored[:, :, None]
-    soft3, mask3 = soft[r0:r1, c0:c1, None], mask[r0:r1, c0:c1, None]
-    target = frame[y0 + r0:y0 + r1, x0 + c0:x0 + c1].astype(np.float32)
-    pasted = mask3 * restored[r0:r1, c0:c1].astype(np.float32)
-    blended = soft3 * pasted + (1 - soft3) * target
-    out[y0 + r0:y0 + r1, x0 + c0:x0 + c1] = np.clip(blended, 0, 255).astype(np.uint8)
-    return x0 + c0, y0 + r0, x0 + c1, y0 + r1
+    return _blend_where_soft(frame, out, (x0, y0), soft, mask[:, :, None] * restored.astype(np.float32), np.float32)
 
 
 class Enhancer:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal, Optional, Sequence
 
-from ffkit.recipes.atomic import atomic_path
+from ffkit.recipes.atomic import atomic_path, temp_name_pattern
 from ffkit.recipes.errors import FfkitError
 from ffkit.runtime.media import is_image_path, is_video_path, probe_video
 
@@ -171,10 +171,11 @@ def plan_batch(target: Path, outdir: Path) -> BatchPlan:
 
 
 def _partial_names(output: Path) -> re.Pattern:
-    """Temporary names of ``output`` while it is written: ``.<stem>.partial-<8 hex><suffix>``
-    (``runtime/media``'s video writer) and ``.<name>.<8 chars>.part[<suffix>]`` (``recipes.atomic``)."""
-    stem, suffix, name = map(re.escape, (output.stem, output.suffix, output.name))
-    return re.compile(rf"\.{stem}\.partial-[0-9a-f]{{8}}{suffix}|\.{name}\.[A-Za-z0-9_]{{8}}\.part(?:{suffix})?")
+    """Temporary names of ``output`` while it is written: :func:`ffkit.recipes.atomic.temp_name_pattern`
+    (every ffkit output), and ``.<stem>.partial-<8 hex><suffix>``, the video writer's own before
+    it wrote through ``atomic_path`` (files an older ffkit left behind)."""
+    stem, suffix = map(re.escape, (output.stem, output.suffix))
+    return re.compile(rf"\.{stem}\.partial-[0-9a-f]{{8}}{suffix}|{temp_name_pattern(output).pattern}")
 
 
 def remove_partials(output: Path) -> list[Path]:

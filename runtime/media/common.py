@@ -2,23 +2,22 @@
 
 Its one job is the file-level rules common to all media I/O: the error type
 (:class:`MediaError`), which suffixes count as images or videos, the checks an
-input file must pass before it is opened, and the hidden temp path an output is
-written to before it is renamed into place. No pixels are touched here.
+input file must pass before it is opened. (Outputs are written through
+:func:`ffkit.recipes.atomic.atomic_path`.) No pixels are touched here.
 
-:func:`path_suffix`, :func:`check_input_file` and :func:`temp_path` are helpers for
+:func:`path_suffix` and :func:`check_input_file` are helpers for
 the sibling modules; :mod:`ffkit.runtime.media` does not re-export them.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 
 from ffkit.recipes.errors import FfkitError
 
 __all__ = [
     "MediaError", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "is_image_path", "is_video_path",
-    "path_suffix", "check_input_file", "temp_path",
+    "path_suffix", "check_input_file",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -55,13 +54,3 @@ def check_input_file(path: str, kind: str) -> None:
         raise MediaError(f"{kind} path is not a regular file: {path}")
     if os.path.getsize(path) == 0:
         raise MediaError(f"{kind} file is empty: {path}")
-
-
-def temp_path(out_path: str) -> str:
-    """A hidden, unique temp path next to ``out_path`` (its folder is created), keeping
-    ``out_path``'s suffix; outputs are written there, then renamed over ``out_path``."""
-    folder, name = os.path.split(os.path.abspath(out_path))
-    os.makedirs(folder, exist_ok=True)
-    stem, suffix = os.path.splitext(name)
-    # keep the real suffix last so the container/encoder format is still inferred from it
-    return os.path.join(folder, f".{stem}.partial-{uuid.uuid4().hex[:8]}{suffix}")

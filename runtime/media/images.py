@@ -102,8 +102,8 @@ def write_picture(path, processed_bgr: np.ndarray, original: Picture, quality: i
     the original had: its alpha channel (PNG, WebP) and its 16-bit depth (PNG). Pixels the
     processing left equal to ``original.bgr`` keep their exact 16-bit values; changed ones are
     scaled up by 257 (8-bit precision). A ``processed_bgr`` of another size (a frame enhancer's
-    upscale) gets the alpha resized bilinearly and every pixel at 8-bit precision. Returns what could not be kept for this format (e.g.
-    ``["alpha"]`` for a JPEG output), for the caller to say."""
+    upscale) gets the alpha resized bilinearly and every pixel at 8-bit precision. Returns what
+    could not be kept for this format (e.g. ``["alpha"]`` for a JPEG output), for the caller to say."""
     ext = path_suffix(os.fspath(path))
     lost, image = [], processed_bgr
     resized = processed_bgr.shape[:2] != original.bgr.shape[:2]   # upscaled by a frame enhancer

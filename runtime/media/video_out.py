@@ -24,7 +24,9 @@ from typing import Optional
 import av
 import numpy as np
 
-from .common import MediaError, check_input_file, is_video_path, path_suffix, temp_path
+from ffkit.recipes.atomic import atomic_path
+
+from .common import MediaError, check_input_file, is_video_path, path_suffix
 from .video_in import VideoInfo
 
 __all__ = ["VideoWriter"]
@@ -198,7 +200,11 @@ class VideoWriter:
         self._last_t: Optional[Fraction] = None
         self._audio: Optional[_AudioPump] = None
         self._closed = False
-        self._tmp = temp_path(self.out_path)
+        os.makedirs(os.path.dirname(os.path.abspath(self.out_path)), exist_ok=True)
+        # the one atomic-write mechanism, held open across write() calls: temp file beside the
+        # real target (links followed), umask mode, removed on abort, committed by close()
+        self._commit = atomic_path(self.out_path)
+        self._tmp = str(self._commit.__enter__())
         try:
             self._out = av.open(self._tmp, "w")
         except av.FFmpegError as exc:
@@ -309,7 +315,8 @@ class VideoWriter:
                 self._audio.close()
             self._out.close()
             self._closed = True
-            os.replace(self._tmp, self.out_path)
+            commit, self._commit = self._commit, None
+            commit.__exit__(None, None, None)   # rename into place (or Terminated after a stop request)
         except BaseException:
             self.abort()
             raise
@@ -330,5 +337,10 @@ class VideoWriter:
                     closer()
                 except Exception:
                     pass
-        if os.path.exists(self._tmp):
-            os.unlink(self._tmp)
+        commit = getattr(self, "_commit", None)
+        if commit is not None:
+            self._commit = None
+            try:   # the block "failed": atomic_path removes the temp file and commits nothing
+                commit.__exit__(MediaError, MediaError("aborted"), None)
+            except Exception:
+                pass
