@@ -6,67 +6,16 @@ exit, no traceback. Stage modules import torch lazily, so torch-free commands st
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from ffkit.recipes.version import __version__
-
-from . import boundary, signals
+from . import cli_bench, cli_detect, cli_runtime, cli_serve, cli_stages, signals  # noqa: F401 - cli_* register commands
+from .cli_app import app, friendly
 from .console import err, human_size, out
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Turn face-swap research checkpoints into fast, verified ONNX artifacts, and run them.")
-
-
-def friendly(func):
-    """Turn FfkitError, OSError, MemoryError and library errors (:mod:`.boundary`), and a missing
-    optional dependency, into a one-line error and the exit code of its class."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            result = func(*args, **kwargs)
-            if signals.stop_requested():  # the signal's exception was swallowed somewhere
-                raise signals.Terminated()
-            return result
-        except ModuleNotFoundError as e:
-            if e.name and e.name.split(".")[0] in {"torch", "onnxsim", "onnxoptimizer", "onnxconverter_common"}:
-                err.print(f"[bold red]error:[/] this command needs {e.name.split('.')[0]}: "
-                          + escape("pip install 'ffkit[export]'"), highlight=False, soft_wrap=True)
-                raise typer.Exit(2) from None
-            raise
-        except Exception as e:  # noqa: BLE001 - the one boundary: FfkitError, OSError, library errors
-            user = boundary.user_error(e, kwargs)
-            if user is None:
-                raise
-            err.print(f"[bold red]error:[/] {escape(str(user))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(user.exit_code) from None
-        except KeyboardInterrupt:
-            err.print("interrupted")
-            raise typer.Exit(130) from None
-        except signals.Terminated:
-            err.print("terminated")
-            raise typer.Exit(143) from None
-
-    return wrapper
-
-
-def _version(value: bool):
-    if value:
-        out.print(f"ffkit {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def main_options(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                              help="Print the version and exit.")):
-    """ffkit: export, simplify, optimize, quantize, verify and run face-swap models."""
 
 
 @app.command("recipes")
@@ -126,8 +75,6 @@ def main() -> None:
     app(prog_name="ffkit")
 
 
-# Command groups living in their own modules register themselves on `app` when imported.
-from . import cli_bench, cli_detect, cli_runtime, cli_serve, cli_stages  # noqa: E402,F401
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ffkit.recipes.errors import FfkitError
 
-from .cli import app, friendly  # noqa: F401
+from .cli_app import app, friendly  # noqa: F401
 from .console import err, out
 
 

@@ -12,7 +12,7 @@ from rich.table import Table
 from ffkit.recipes.errors import FfkitError
 from ffkit.recipes.paths import refuse_overwrite
 
-from .cli import app, friendly
+from .cli_app import app, friendly
 from .cli_runtime import _warn, _write_json
 from .console import err, out
 

@@ -20,7 +20,7 @@ from rich.table import Table
 from ffkit.recipes.errors import FfkitError
 from ffkit.recipes.paths import refuse_overwrite
 
-from .cli import app, friendly
+from .cli_app import app, friendly
 from .console import err, out
 
 

@@ -15,7 +15,7 @@ import typer
 
 from ffkit.recipes.errors import FfkitError
 
-from .cli import app, friendly
+from .cli_app import app, friendly
 from .cli_runtime import VariantChoice
 from .console import err, out
 

@@ -12,7 +12,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from .cli import app, friendly  # noqa: F401
+from .cli_app import app, friendly  # noqa: F401
 from .console import err, human_size, out
 from .fp16 import Fp16Stage
 from .int8 import Int8Stage
