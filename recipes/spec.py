@@ -171,6 +171,31 @@ class PixelFormat:
 
 
 @dataclass(frozen=True)
+class DetectorDecode:
+    """How a detector's outputs become faces: what the runtime's detector table reads.
+
+    Fields:
+      decoder: the name of the runtime's implementation (a key of
+        ``ffkit.runtime.detectors.FAMILIES``: ``"retinaface"``); several recipe families may
+        share one decoder.
+      strides: feature-map stride of each pyramid level, in network-input pixels, in the order
+        the outputs list the levels (RetinaFace: ``(8, 16, 32)``).
+      anchor_sizes: per level, the square anchor sides in network-input pixels (RetinaFace's
+        ``min_sizes``: ``((16, 32), (64, 128), (256, 512))``); ``()`` for an anchor-free head.
+      variances: ``(centre, size)`` scaling of the box regressions (RetinaFace: ``(0.1, 0.2)``);
+        ``()`` where the decode has none.
+      input_size: ``(H, W)`` a frame is fitted into before detection for a fixed-size network;
+        ``None`` where any input size is fed.
+    """
+
+    decoder: str
+    strides: tuple[int, ...] = ()
+    anchor_sizes: tuple[tuple[int, ...], ...] = ()
+    variances: tuple[float, ...] = ()
+    input_size: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
 class ExportOption:
     """A recipe-specific switch of ``ffkit export`` (e.g. GFPGAN's ``--unfused-modulation``).
 
@@ -231,6 +256,8 @@ class Recipe:
       torchscript_archives: whether a TorchScript archive (``torch.jit.save`` zip) of the same module
         tree is accepted too: its parameters and buffers are read without running its code
         (:mod:`ffkit.recipes.torchscript_archive`); otherwise such a file is refused.
+      detector_decode: for a detector, how its outputs decode to faces (:class:`DetectorDecode`:
+        the runtime's implementation and the constants it needs); None for other roles.
     """
 
     name: str
@@ -265,6 +292,7 @@ class Recipe:
     source_crop: Literal["own", "swapper"] = "own"
     state_dict_adapter: str | None = None
     torchscript_archives: bool = False
+    detector_decode: DetectorDecode | None = None
 
     def __post_init__(self) -> None:
         # A frozen Recipe holds no mutable mapping: budgets and arch kwargs are read-only views.

@@ -32,8 +32,7 @@ import numpy as np
 
 from ffkit.recipes.errors import FfkitError
 
-from .detector import Detector, DetectParams
-from .retinaface_decode import Detections
+from .detection import DetectParams, Detections, FaceDetector
 
 __all__ = ["TrackOptions", "Track", "FaceTracker", "box_iou", "landmark_jitter"]
 
@@ -109,14 +108,14 @@ class FaceTracker:
     """Per-video face state; call :meth:`step` once per frame, in decode order.
 
     Args:
-        detector: the RetinaFace :class:`Detector`.
+        detector: any :class:`~ffkit.runtime.detection.FaceDetector` (only its ``detect`` is used).
         params: its settings (the same on key frames and on crops).
         options: :class:`TrackOptions`.
         similarity: ``similarity(frame, landmarks 5 x 2) -> float`` (the reference's cosine
             similarity; ``reference`` mode), called once per new track.
     """
 
-    def __init__(self, detector: Detector, params: DetectParams = DetectParams(),
+    def __init__(self, detector: FaceDetector, params: DetectParams = DetectParams(),
                  options: TrackOptions = TrackOptions(),
                  similarity: Optional[Callable[[np.ndarray, np.ndarray], float]] = None):
         self.detector = detector

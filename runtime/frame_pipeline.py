@@ -20,6 +20,7 @@ from ffkit.recipes.errors import FfkitError
 
 from .color_match import match_colors
 from .detector import Detector, DetectParams
+from .detectors import open_detector
 from .embedder import Embedder, cosine_similarity, normalize
 from .enhancer import Enhancer
 from .face_masks import DEFAULT_REGIONS, box_mask, combine_masks, region_names
@@ -204,8 +205,7 @@ class Pipeline:
     def from_models(cls, models: ModelSelection, pool: SessionPool,
                     options: SwapOptions = SwapOptions()) -> "Pipeline":
         """Open (or reuse) one session per chosen artifact in ``pool`` and wire the stages."""
-        det_recipe = models.detector.recipe
-        detector = Detector(pool.get(models.detector.path), pixels=det_recipe.pixels)
+        detector = open_detector(models.detector, pool.get(models.detector.path))
         emb = models.embedder.recipe
         align = None
         if emb.source_crop == "swapper" and models.swapper is not None:   # SimSwap: the swapper's crop, resized

@@ -23,14 +23,17 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
-from typing import Sequence, Tuple
+from typing import Callable, Sequence, Tuple
 
 import numpy as np
 
-from ffkit.recipes.retinaface import MIN_SIZES, STEPS, VARIANCES
+from ffkit.recipes import all_recipes
+from ffkit.recipes.spec import Recipe
+
+from .detection import Detections, nms
 
 __all__ = [
+    "DECLARED",
     "DEFAULT_MIN_SIZES",
     "DEFAULT_STEPS",
     "DEFAULT_VARIANCES",
@@ -43,11 +46,25 @@ __all__ = [
     "detect_faces",
 ]
 
-# The prior layout of cfg_mnet / cfg_re50 (identical for both backbones) is the recipe's; these are
-# the defaults of the functions below.
-DEFAULT_MIN_SIZES: Tuple[Tuple[int, ...], ...] = MIN_SIZES
-DEFAULT_STEPS: Tuple[int, ...] = STEPS
-DEFAULT_VARIANCES: Tuple[float, float] = VARIANCES
+#: The name RetinaFace recipes give their decode (``DetectorDecode.decoder``).
+DECODER = "retinaface"
+
+
+def _declared() -> Recipe:
+    """The first registered recipe decoded as RetinaFace, once every such recipe is seen to
+    declare the same decode, pixels and outputs (cfg_mnet and cfg_re50 share them)."""
+    found = [r for r in all_recipes() if r.detector_decode is not None and r.detector_decode.decoder == DECODER]
+    if not found or len({(r.detector_decode, r.pixels, r.outputs) for r in found}) != 1:
+        raise RuntimeError(f"the {DECODER} recipes must declare one decode, pixel format and output list")
+    return found[0]
+
+
+#: A RetinaFace recipe declaration (its decode, pixels and output names are every RetinaFace's).
+DECLARED: Recipe = _declared()
+# The prior layout of cfg_mnet / cfg_re50 as the recipes declare it: the defaults of the functions below.
+DEFAULT_MIN_SIZES: Tuple[Tuple[int, ...], ...] = DECLARED.detector_decode.anchor_sizes
+DEFAULT_STEPS: Tuple[int, ...] = DECLARED.detector_decode.strides
+DEFAULT_VARIANCES: Tuple[float, float] = DECLARED.detector_decode.variances
 
 
 def _as_hashable_sizes(min_sizes) -> Tuple[Tuple[float, ...], ...]:
@@ -154,47 +171,6 @@ def decode_landmarks(landms: np.ndarray, priors: np.ndarray,
     return pts.reshape(landms.shape[0], 10)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
-    """Greedy non-maximum suppression, exactly as ``py_cpu_nms``.
-
-    Uses the "+1" pixel convention of the original: area is
-    ``(x2 - x1 + 1) * (y2 - y1 + 1)`` and intersections likewise. A box is
-    suppressed when its IoU with a kept box is ``> threshold``.
-
-    Args:
-        boxes: ``(N, 4)`` ``[x1, y1, x2, y2]``.
-        scores: ``(N,)``.
-        threshold: IoU threshold.
-
-    Returns:
-        ``(K,)`` int64 indices into ``boxes``, in the order kept (descending
-        score, ties broken as ``scores.argsort()[::-1]`` does).
-    """
-    boxes = np.asarray(boxes)
-    scores = np.asarray(scores)
-    x1 = boxes[:, 0]
-    y1 = boxes[:, 1]
-    x2 = boxes[:, 2]
-    y2 = boxes[:, 3]
-    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
-    order = scores.argsort()[::-1]
-    keep = []
-    while order.size > 0:
-        i = order[0]
-        keep.append(i)
-        rest = order[1:]
-        xx1 = np.maximum(x1[i], x1[rest])
-        yy1 = np.maximum(y1[i], y1[rest])
-        xx2 = np.minimum(x2[i], x2[rest])
-        yy2 = np.minimum(y2[i], y2[rest])
-        w = np.maximum(0.0, xx2 - xx1 + 1)
-        h = np.maximum(0.0, yy2 - yy1 + 1)
-        inter = w * h
-        ovr = inter / (areas[i] + areas[rest] - inter)
-        order = rest[ovr <= threshold]
-    return np.asarray(keep, dtype=np.int64)
-
-
 def input_to_frame(points: np.ndarray, input_hw: Tuple[int, int], frame_hw: Tuple[int, int]) -> np.ndarray:
     """Map ``(..., 2k)`` interleaved ``x, y`` network-input pixel coordinates to the frame.
 
@@ -218,33 +194,6 @@ def input_to_frame(points: np.ndarray, input_hw: Tuple[int, int], frame_hw: Tupl
     return ((pts + 0.5) * ratio - 0.5).astype(np.float32)
 
 
-@dataclass(frozen=True)
-class Detections:
-    """Faces found in one image, sorted by score (descending).
-
-    Attributes:
-        boxes: ``(K, 4)`` float32 ``[x1, y1, x2, y2]`` pixels.
-        scores: ``(K,)`` float32 face probabilities.
-        landmarks: ``(K, 5, 2)`` float32 ``(x, y)`` pixels, points ordered
-            left eye, right eye, nose tip, left mouth corner, right mouth
-            corner (left/right in image coordinates).
-    """
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    landmarks: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.scores.shape[0])
-
-    def as_dets(self) -> np.ndarray:
-        """``(K, 15)`` float32 rows ``[x1, y1, x2, y2, score, x0, y0, ..., x4, y4]``
-        as ``detect.py`` builds them."""
-        return np.concatenate(
-            (self.boxes, self.scores[:, None], self.landmarks.reshape(-1, 10)), axis=1
-        ).astype(np.float32, copy=False)
-
-
 def detect_faces(loc: np.ndarray, conf: np.ndarray, landms: np.ndarray,
                  image_height: int, image_width: int, *,
                  score_threshold: float = 0.02,
@@ -256,7 +205,8 @@ def detect_faces(loc: np.ndarray, conf: np.ndarray, landms: np.ndarray,
                  min_sizes: Sequence[Sequence[float]] = DEFAULT_MIN_SIZES,
                  steps: Sequence[float] = DEFAULT_STEPS,
                  variances: Sequence[float] = DEFAULT_VARIANCES,
-                 clip: bool = False) -> Detections:
+                 clip: bool = False,
+                 suppress: Callable[[np.ndarray, np.ndarray, float], np.ndarray] = nms) -> Detections:
     """Full ``detect.py`` post-processing for ONE image.
 
     Steps (as in detect.py): priors for the input size; decode boxes and
@@ -286,6 +236,8 @@ def detect_faces(loc: np.ndarray, conf: np.ndarray, landms: np.ndarray,
             mapped half-pixel-exactly with :func:`input_to_frame` before thresholding and NMS.
         min_sizes, steps, variances, clip: anchor configuration
             (``data/config.py`` values by default).
+        suppress: the NMS, ``(boxes N x 4, scores N, threshold) -> kept indices, best first``
+            (:func:`nms`, detect.py's ``py_cpu_nms``, by default).
 
     Returns:
         :class:`Detections` in pixel coordinates, sorted by score descending.
@@ -330,7 +282,7 @@ def detect_faces(loc: np.ndarray, conf: np.ndarray, landms: np.ndarray,
     scores = scores[order]
 
     dets = np.hstack((boxes, scores[:, np.newaxis])).astype(np.float32, copy=False)
-    keep = nms(dets[:, :4], dets[:, 4], nms_threshold)
+    keep = suppress(dets[:, :4], dets[:, 4], nms_threshold)
     dets = dets[keep][:keep_top_k]
     lm = lm[keep][:keep_top_k]
 

