@@ -184,27 +184,55 @@ def bench_cmd(
         return
     if not paths and checkpoint is None:
         raise FfkitError("give ONNX artifacts or a folder of them (or --pipeline --models DIR --target VIDEO)")
+    settings = _bench_settings(batch=batch, dims=dims, threads=threads, level=level, spin=spin, providers=providers,
+                               provider_option=provider_option, warmup=warmup, repeat=repeat,
+                               max_seconds=max_seconds, min_runs=min_runs, rounds=rounds, isolate=isolate, peak=peak,
+                               compare_settings=compare_settings, profile=profile, profile_dir=profile_dir,
+                               top=top, json_out=json_out)
+    if json_out is not None:
+        from ffkit.recipes.atomic import check_writable
+
+        check_writable(json_out)
+    variants = bench.discover(paths or [], recipe=recipe, checkpoint=checkpoint, eager=eager)
+    report = _run_with_progress(variants, settings, json_out)
+    _print_report(report, compare_settings)
+    _write_outputs(report, json_out, markdown)
+    errors = [r for r in report["results"] if r.get("error")]
+    if errors:
+        raise FfkitError(f"{len(errors)} variant(s) failed to run: " + "; ".join(f"{r['key']}: {r['error']}" for r in errors[:3]))
+
+
+def _bench_settings(*, batch: str, dims: str, threads: int, level: str, spin: Optional[bool], providers: str,
+                    provider_option: Optional[list[str]], warmup: int, repeat: int, max_seconds: float,
+                    min_runs: int, rounds: int, isolate: bool, peak: bool, compare_settings: bool, profile: bool,
+                    profile_dir: Optional[Path], top: int, json_out: Optional[Path]):
+    """The :class:`BenchSettings` the options ask for (one-line FfkitError on a malformed one); the
+    profiles go beside ``--json`` (or to ``ffkit-bench-profiles``) unless ``--profile-dir`` says."""
     from ffkit.runtime.provider_options import parse_provider_options
+
+    from . import bench
 
     cfg = bench.SessionConfig(threads=threads, level=level, spinning=spin,
                               providers=tuple(p.strip() for p in providers.split(",") if p.strip()),
                               provider_options=parse_provider_options(provider_option or ()))
     if profile and profile_dir is None:
         profile_dir = json_out.with_suffix(".profiles") if json_out else Path("ffkit-bench-profiles")
-    settings = bench.BenchSettings(batches=_int_list(batch, "--batch"), dims=_dims(dims), session=cfg,
-                                   warmup=warmup, repeat=repeat, max_seconds=max_seconds, min_runs=max(1, min_runs),
-                                   rounds=max(1, rounds),
-                                   isolate=isolate, peak=peak, compare_settings=compare_settings,
-                                   profile_dir=str(profile_dir) if profile else None, profile_top=top)
-    if json_out is not None:
-        from ffkit.recipes.atomic import check_writable
+    return bench.BenchSettings(batches=_int_list(batch, "--batch"), dims=_dims(dims), session=cfg,
+                               warmup=warmup, repeat=repeat, max_seconds=max_seconds, min_runs=max(1, min_runs),
+                               rounds=max(1, rounds),
+                               isolate=isolate, peak=peak, compare_settings=compare_settings,
+                               profile_dir=str(profile_dir) if profile else None, profile_top=top)
 
-        check_writable(json_out)
-    variants = bench.discover(paths or [], recipe=recipe, checkpoint=checkpoint, eager=eager)
+
+def _run_with_progress(variants, settings, json_out: Optional[Path]) -> dict:
+    """``run_bench`` under a progress bar on stderr (one line per step in a log), writing the
+    partial report to ``json_out`` as it goes."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    per_round = sum(3 if compare_settings and v.kind == "onnx" else 1 for v in variants)
-    steps = len(variants) + per_round * settings.rounds + (1 if peak else 0)
+    from . import bench
+
+    per_round = sum(3 if settings.compare_settings and v.kind == "onnx" else 1 for v in variants)
+    steps = len(variants) + per_round * settings.rounds + (1 if settings.peak else 0)
     with Progress(TextColumn("[bold]bench[/]"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), TextColumn("{task.description}"), console=err, transient=True) as progress:
         task = progress.add_task("", total=steps)
@@ -221,6 +249,11 @@ def bench_cmd(
         partial = (lambda rep: bench.write_json(rep, json_out)) if json_out is not None else None
         report = bench.run_bench(variants, settings, on_step=step, on_partial=partial)
         progress.advance(task)
+    return report
+
+
+def _print_report(report: dict, compare_settings: bool) -> None:
+    """The results table, then each profiled variant's operator and node tables."""
     table = results_table(report)
     # a log keeps every row on one line, however many columns (rich would wrap them at the width)
     out.print(table, width=None if out.is_terminal else max(out.width, 260 if compare_settings else out.width))
@@ -228,7 +261,12 @@ def bench_cmd(
         if rec.get("profile"):
             for t in profile_tables(rec):
                 out.print(t)
-    errors = [r for r in report["results"] if r.get("error")]
+
+
+def _write_outputs(report: dict, json_out: Optional[Path], markdown: Optional[Path]) -> None:
+    """Write the full JSON report and the markdown table where asked, saying so."""
+    from . import bench
+
     if json_out is not None:
         bench.write_json(report, json_out)
         out.print(f"wrote {json_out}")
@@ -238,5 +276,3 @@ def bench_cmd(
         with atomic_path(markdown) as tmp:
             tmp.write_text(bench.markdown_table(report))
         out.print(f"wrote {markdown}")
-    if errors:
-        raise FfkitError(f"{len(errors)} variant(s) failed to run: " + "; ".join(f"{r['key']}: {r['error']}" for r in errors[:3]))

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .demo import DemoStep, _banner, build_models
+from .demo_media import banner
+from .demo_models import DemoStep, build_models
 
 #: The extra roles the full-pipeline photo uses, by recipe.
 EXTRA_RECIPES = ("fan_2dfan4", "bisenet_faceparsing", "realesrgan_x2plus")
@@ -76,8 +77,8 @@ def run_full_photo(models_dir: Path, base_models, pool, options, source, photo_b
             cv2.circle(marked, (int(x), int(y)), 1, (0, 255, 255), -1)
     gap = np.full((result.shape[0], 8, 3), 255, np.uint8)
     sheet_path = output / "full_pipeline_sheet.png"
-    write_image(sheet_path, _banner(np.hstack([up(marked), gap, up(before), gap, result]),
-                                    "68 points | swap + region mask + colour match | + Real-ESRGAN x2 "
-                                    "(landmarker, parser, swapper, upscaler: SYNTHETIC weights)"))
+    write_image(sheet_path, banner(np.hstack([up(marked), gap, up(before), gap, result]),
+                                   "68 points | swap + region mask + colour match | + Real-ESRGAN x2 "
+                                   "(landmarker, parser, swapper, upscaler: SYNTHETIC weights)"))
     return steps, {"full-pipeline target": target, "full-pipeline swap": swapped,
                    "full-pipeline sheet": sheet_path}, summary.as_dict()

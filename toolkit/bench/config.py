@@ -1,7 +1,8 @@
 """What a benchmark run is configured with: :class:`SessionConfig` (how its onnxruntime sessions
 are made, mapped onto the project's one session factory by :meth:`SessionConfig.settings`;
 :func:`old_runtime_config` / :func:`new_runtime_config` are the runtime's settings before and
-after issue 16, for ``--compare-settings``) and :class:`BenchSettings` (batches, dims, timing, isolation, peak and profile switches). Both are
+after it chose its own spinning policy and provider defaults, for ``--compare-settings``) and
+:class:`BenchSettings` (batches, dims, timing, isolation, peak and profile switches). Both are
 plain data, JSON-serialised into each worker's spec and recorded in the report as ``settings``."""
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class SessionConfig:
     parsed ``--provider-option`` values (``ffkit.runtime.provider_options.parse_provider_options``),
     recorded in the report as given, applied over the runtime's defaults; ``provider_defaults``:
     merge the runtime's provider defaults (``ffkit.runtime.provider_options``) under them (False:
-    the providers get exactly ``provider_options``, as the runtime did before issue 16)."""
+    the providers get exactly ``provider_options``, as the runtime did before it had provider defaults)."""
 
     threads: int = 0
     level: str = "all"
@@ -58,8 +59,8 @@ class SessionConfig:
 
 
 def old_runtime_config(cfg: SessionConfig) -> SessionConfig:
-    """The runtime's session settings before issue 16, on ``cfg``'s threads, level, arena and
-    providers: spinning on (onnxruntime's default, written out so the session can be read back)
+    """The runtime's old session settings (before its own spinning policy and provider defaults),
+    on ``cfg``'s threads, level, arena and providers: spinning on (onnxruntime's default, written out so the session can be read back)
     and no provider options at all (neither the user's nor the runtime's defaults)."""
     return SessionConfig(**{**cfg.as_dict(), "spinning": True, "provider_options": (), "provider_defaults": False})
 

@@ -80,7 +80,7 @@ def _source_image(source: Optional[Path]):
 
     if source is not None:
         return read_image(source), str(source)
-    from ..demo import asset_photo
+    from ..demo_media import asset_photo
 
     path = asset_photo()
     return read_image(path)[:, ::-1].copy(), f"{path} (mirrored)"
@@ -96,29 +96,11 @@ def pipeline_bench(models: Path, target: Path, *, source: Optional[Path] = None,
     "stages": {stage: {"seconds", "ms_per_frame", "share"}}, "bottleneck", "source_s",
     "threaded"?: {"workers", "frames_per_s", "seconds"}}``.
     """
-    try:
-        from ffkit.runtime import (
-            DetectParams,
-            Pipeline,
-            SessionPool,
-            SwapOptions,
-            pick_models,
-            resolve_providers,
-            swap_video,
-        )
-        from ffkit.runtime.media import VideoWriter, is_video_path, iter_frames, probe_video
-    except ImportError as err:  # pragma: no cover - depends on the runtime being present
-        raise FfkitError(f"--pipeline needs the runtime pipeline (ffkit.runtime): {err}") from None
+    models, target, info = _check_inputs(models, target)
+    from ffkit.runtime import DetectParams, Pipeline, SessionPool, SwapOptions, pick_models, resolve_providers
+
     from .machine import physical_cores
 
-    if models is None or target is None:
-        raise FfkitError("--pipeline needs --models DIR and --target VIDEO")
-    models, target = Path(models), Path(target)
-    if not models.is_dir():
-        raise FfkitError(f"{models}: no such models folder")
-    if not is_video_path(target):
-        raise FfkitError(f"{target}: --pipeline benchmarks a video target (.mp4, .mov, .mkv, .avi, .webm, .m4v)")
-    info = probe_video(target)
     threads = threads or physical_cores()
     chosen = pick_models(models, swapper=swapper, variant=variant, enhance=enhance)
     pool = SessionPool(resolve_providers(providers), intra_op_threads=threads)
@@ -132,57 +114,16 @@ def pipeline_bench(models: Path, target: Path, *, source: Optional[Path] = None,
 
     clock: dict[str, float] = defaultdict(float)
     instrument(pipeline, clock)
-    limit = frames if frames > 0 else info.frame_count or 0
-    done = swapped = 0
+    threaded = None
     with tempfile.TemporaryDirectory(prefix="ffkit-bench-pipeline-") as tmp:
-        out_path = Path(tmp) / f"out{target.suffix}"
-        it = iter_frames(target)
-        start = time.perf_counter()
-        try:
-            with VideoWriter(out_path, info) as writer:
-                while not frames or done < frames:
-                    t = time.perf_counter()
-                    frame = next(it, None)
-                    clock["decode"] += time.perf_counter() - t
-                    if frame is None:
-                        break
-                    on_step(f"frame {done + 1}/{limit or '?'}")
-                    result = pipeline.process_frame(frame, src)
-                    t = time.perf_counter()
-                    writer.write(result.image)
-                    clock["encode"] += time.perf_counter() - t
-                    done += 1
-                    swapped += result.swapped
-        finally:
-            it.close()
-        total = time.perf_counter() - start
-        threaded = None
+        done, swapped, total = _sequential_pass(pipeline, src, target, info, frames, clock, Path(tmp), on_step)
         if workers > 0 and done:
             on_step(f"threaded pass ({workers} workers)")
-            clip = target
-            if frames:
-                clip = Path(tmp) / f"clip{target.suffix}"
-                it = iter_frames(target)
-                try:
-                    with VideoWriter(clip, info) as w:
-                        for _ in range(done):
-                            w.write(next(it))
-                finally:
-                    it.close()
-            fresh = Pipeline.from_models(chosen, SessionPool(resolve_providers(providers),
-                                                             intra_op_threads=max(1, threads // workers)), options)
-            fsrc = fresh.prepare_source(image, source_name)
-            t = time.perf_counter()
-            summary = swap_video(fresh, fsrc, clip, Path(tmp) / f"out2{target.suffix}", workers=workers)
-            secs = time.perf_counter() - t
-            threaded = {"workers": workers, "intra_op_threads": max(1, threads // workers), "frames": summary.frames,
-                        "seconds": round(secs, 3), "frames_per_s": round(summary.frames / secs, 3) if secs else None}
+            clip = _clip(target, info, done, Path(tmp)) if frames else target
+            threaded = _threaded_pass(chosen, options, providers, threads, workers, image, source_name, clip,
+                                      Path(tmp) / f"out2{target.suffix}")
     if done == 0:
         raise FfkitError(f"{target}: no frames decoded")
-    stages = {k: clock.get(k, 0.0) for k in STAGES}
-    stages["paste"] = max(0.0, clock.get("_swap_into", 0.0) - clock.get("swap", 0.0)) + \
-        max(0.0, clock.get("_enhance_into", 0.0) - clock.get("enhance", 0.0))
-    stages["other"] = max(0.0, total - sum(v for k, v in stages.items() if k != "other"))
     report = {
         "models": {role: {"path": str(ref.path), "recipe": ref.recipe.name, "variant": ref.variant}
                    for role, ref in chosen.used()},
@@ -190,13 +131,102 @@ def pipeline_bench(models: Path, target: Path, *, source: Optional[Path] = None,
                   "frame_count": info.frame_count},
         "threads": threads, "providers": list(pool.providers), "frames": done, "faces_swapped": swapped,
         "seconds": round(total, 3), "frames_per_s": round(done / total, 3), "source_s": round(source_s, 3),
-        "stages": {k: {"seconds": round(v, 4), "ms_per_frame": round(v / done * 1e3, 2),
-                       "share": round(v / total, 4) if total else 0.0} for k, v in stages.items()},
+        **_stage_report(clock, total, done),
     }
-    report["bottleneck"] = max(STAGES, key=lambda k: stages[k])
     if threaded:
         report["threaded"] = threaded
     return report
+
+
+def _check_inputs(models: Optional[Path], target: Optional[Path]):
+    """``(models folder, target video, its probe)``, or a one-line FfkitError naming what is wrong
+    (the runtime missing, no models folder, a target that is not a video)."""
+    try:
+        import ffkit.runtime  # noqa: F401
+        from ffkit.runtime.media import is_video_path, probe_video
+    except ImportError as err:  # pragma: no cover - depends on the runtime being present
+        raise FfkitError(f"--pipeline needs the runtime pipeline (ffkit.runtime): {err}") from None
+    if models is None or target is None:
+        raise FfkitError("--pipeline needs --models DIR and --target VIDEO")
+    models, target = Path(models), Path(target)
+    if not models.is_dir():
+        raise FfkitError(f"{models}: no such models folder")
+    if not is_video_path(target):
+        raise FfkitError(f"{target}: --pipeline benchmarks a video target (.mp4, .mov, .mkv, .avi, .webm, .m4v)")
+    return models, target, probe_video(target)
+
+
+def _sequential_pass(pipeline, src, target: Path, info, frames: int, clock: dict, tmp: Path,
+                     on_step: Callable[[str], None]) -> tuple[int, int, float]:
+    """Decode, swap and encode ``target`` one frame at a time (at most ``frames``; 0: all), adding
+    decode and encode time to ``clock``. Returns ``(frames done, faces swapped, seconds)``."""
+    from ffkit.runtime.media import VideoWriter, iter_frames
+
+    limit = frames if frames > 0 else info.frame_count or 0
+    done = swapped = 0
+    it = iter_frames(target)
+    start = time.perf_counter()
+    try:
+        with VideoWriter(tmp / f"out{target.suffix}", info) as writer:
+            while not frames or done < frames:
+                t = time.perf_counter()
+                frame = next(it, None)
+                clock["decode"] += time.perf_counter() - t
+                if frame is None:
+                    break
+                on_step(f"frame {done + 1}/{limit or '?'}")
+                result = pipeline.process_frame(frame, src)
+                t = time.perf_counter()
+                writer.write(result.image)
+                clock["encode"] += time.perf_counter() - t
+                done += 1
+                swapped += result.swapped
+    finally:
+        it.close()
+    return done, swapped, time.perf_counter() - start
+
+
+def _clip(target: Path, info, count: int, tmp: Path) -> Path:
+    """The first ``count`` frames of ``target`` re-encoded into ``tmp`` (what the threaded pass swaps)."""
+    from ffkit.runtime.media import VideoWriter, iter_frames
+
+    clip = tmp / f"clip{target.suffix}"
+    it = iter_frames(target)
+    try:
+        with VideoWriter(clip, info) as w:
+            for _ in range(count):
+                w.write(next(it))
+    finally:
+        it.close()
+    return clip
+
+
+def _threaded_pass(chosen, options, providers: str, threads: int, workers: int, image, source_name: str,
+                   clip: Path, out_path: Path) -> dict:
+    """The library's threaded ``swap_video`` on ``clip`` with fresh sessions of ``threads // workers``
+    intra-op threads each; its workers, threads, frames, seconds and frames/s."""
+    from ffkit.runtime import Pipeline, SessionPool, resolve_providers, swap_video
+
+    fresh = Pipeline.from_models(chosen, SessionPool(resolve_providers(providers),
+                                                     intra_op_threads=max(1, threads // workers)), options)
+    fsrc = fresh.prepare_source(image, source_name)
+    t = time.perf_counter()
+    summary = swap_video(fresh, fsrc, clip, out_path, workers=workers)
+    secs = time.perf_counter() - t
+    return {"workers": workers, "intra_op_threads": max(1, threads // workers), "frames": summary.frames,
+            "seconds": round(secs, 3), "frames_per_s": round(summary.frames / secs, 3) if secs else None}
+
+
+def _stage_report(clock: dict, total: float, done: int) -> dict:
+    """``{"stages": {stage: {"seconds", "ms_per_frame", "share"}}, "bottleneck"}`` from ``clock``:
+    paste is the swap and enhance calls minus their model runs, other the rest of ``total``."""
+    stages = {k: clock.get(k, 0.0) for k in STAGES}
+    stages["paste"] = max(0.0, clock.get("_swap_into", 0.0) - clock.get("swap", 0.0)) + \
+        max(0.0, clock.get("_enhance_into", 0.0) - clock.get("enhance", 0.0))
+    stages["other"] = max(0.0, total - sum(v for k, v in stages.items() if k != "other"))
+    return {"stages": {k: {"seconds": round(v, 4), "ms_per_frame": round(v / done * 1e3, 2),
+                           "share": round(v / total, 4) if total else 0.0} for k, v in stages.items()},
+            "bottleneck": max(STAGES, key=lambda k: stages[k])}
 
 
 def pipeline_table(report: dict):

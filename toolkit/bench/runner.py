@@ -43,7 +43,7 @@ def run_bench(variants: Sequence[Variant], settings: BenchSettings,
     if old_cfg is not None:
         report["settings_compared"] = {
             "old": old_cfg.as_dict(), "new": settings.session.as_dict(),
-            "old_means": "the runtime before issue 16: intra-op spinning on, no provider options",
+            "old_means": "the runtime's old settings: intra-op spinning on, no provider options",
             "new_means": "ffkit.runtime.sessions.default_spinning(workers=1) on this machine at start, "
                          "provider options over the runtime's defaults"}
     for v in _flops_candidates(variants, settings.count_all_flops):
