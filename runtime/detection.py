@@ -150,7 +150,9 @@ class FaceDetector(ABC):
 
     Args:
         session: onnxruntime session (or a stand-in with ``get_inputs``/``get_outputs``/``run``)
-            of a file whose recipe is ``recipe``; its first input is ``N x 3 x H x W``.
+            of a file whose recipe is ``recipe``; its first input is ``N x 3 x H x W``. None
+            for a detector that only decodes outputs it is handed (:meth:`decode`, e.g. when
+            judging a quantized file's outputs against its reference's).
         recipe: the file's :class:`~ffkit.recipes.spec.Recipe`; ``recipe.pixels`` says how
             pixels become the tensor, ``recipe.detector_decode`` holds the family's constants
             (:attr:`spec`), ``recipe.outputs`` names the outputs in file order.
@@ -163,10 +165,10 @@ class FaceDetector(ABC):
         self.recipe = recipe
         self.spec: DetectorDecode = recipe.detector_decode
         self.pixels: PixelFormat = recipe.pixels
-        first = session.get_inputs()[0]
-        self.input_name = first.name
-        self.input_dtype = np.float16 if first.type == "tensor(float16)" else np.float32
-        self.output_names = [o.name for o in session.get_outputs()]
+        first = session.get_inputs()[0] if session is not None else None
+        self.input_name = first.name if first is not None else recipe.input_names[0]
+        self.input_dtype = np.float16 if first is not None and first.type == "tensor(float16)" else np.float32
+        self.output_names = [o.name for o in session.get_outputs()] if session is not None else recipe.output_names
 
     @abstractmethod
     def size(self, image: np.ndarray, params: DetectParams) -> tuple[np.ndarray, Placement]:

@@ -32,7 +32,7 @@ def open_detector(model, session, families: Mapping[str, type[FaceDetector]] | N
     Args:
         model: a :class:`~ffkit.recipes.spec.Recipe`, or anything with ``.recipe`` (and
             ``.path``, named in errors) such as :class:`~ffkit.runtime.models.ModelRef`.
-        session: the onnxruntime session of that file.
+        session: the onnxruntime session of that file (None: a detector that only decodes).
         families: the table to look the decoder up in (:data:`FAMILIES` by default).
 
     Raises:
