@@ -14,11 +14,11 @@ from typing import Any, Literal, Mapping
 
 import numpy as np
 
-#: What a model does in the pipeline (the runtime picks artifacts by role): ``detector`` (faces and
-#: 5 landmarks), ``landmarker`` (68-point heatmaps), ``embedder`` (identity vector), ``swapper``,
-#: ``enhancer`` (face restoration on the aligned crop), ``parser`` (per-pixel face-region classes),
-#: ``frame_enhancer`` (whole-frame super-resolution).
-Role = Literal["detector", "landmarker", "embedder", "swapper", "enhancer", "parser", "frame_enhancer"]
+from .roles import ROLE_NAMES
+
+#: What a model does in the pipeline (the runtime picks artifacts by role): one of the roles of
+#: :data:`ffkit.recipes.roles.ROLE_TABLE` (what each does, whether a swap needs it, which option asks for it).
+Role = Literal[ROLE_NAMES]  # type: ignore[valid-type]
 
 
 def axis_size(name: str, dims: Mapping[str, int]) -> int:
@@ -216,7 +216,7 @@ class Recipe:
 
     Fields:
       name: the published model's name, as in the reference manifests.
-      role: detector | embedder | swapper | enhancer (the runtime picks artifacts by role).
+      role: one of :data:`~ffkit.recipes.roles.ROLE_NAMES` (the runtime picks artifacts by role).
       inputs/outputs: ONNX names, shapes with named dynamic axes, semantics; order is the ONNX order.
       architecture: ``"module:function"`` building the ``torch.nn.Module`` (imported lazily).
       key_prefix: optional prefix some published files carry (``"module."``); accepted or not.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -21,23 +22,18 @@ from ffkit.recipes.adoption import resolve
 from ffkit.recipes.errors import ArtifactError, FfkitError
 from ffkit.recipes.inswapper.emap import choose_emap, emap_of
 from ffkit.recipes.onnx_file import ModelInfo, read_model_info
+from ffkit.recipes.roles import ROLE_NAMES, ROLE_TABLE
 from ffkit.recipes.spec import Recipe
 
 __all__ = ["ROLES", "PREFERENCE", "ModelRef", "ModelSelection", "identify", "scan_models", "check_pair",
-           "require_role", "pick_models", "read_emap"]
+           "require_role", "pick_models", "read_emap", "recipes_of", "wanted_roles"]
 
-ROLES = ("detector", "landmarker", "embedder", "swapper", "enhancer", "parser", "frame_enhancer")
+#: Every role, in pipeline order (:data:`ffkit.recipes.roles.ROLE_TABLE`).
+ROLES = ROLE_NAMES
 
-#: Within a role, which recipe wins when a folder holds several (best first).
-PREFERENCE = {
-    "detector": ("retinaface_resnet50", "retinaface_mobilenet0.25"),
-    "embedder": ("arcface_iresnet100", "arcface_iresnet50", "arcface_iresnet18", "simswap_arcface"),
-    "swapper": ("inswapper_128", "simswap_512", "simswap_224"),
-    "enhancer": ("gfpgan_v1.4",),
-    "landmarker": ("fan_2dfan4",),
-    "parser": ("bisenet_faceparsing",),
-    "frame_enhancer": ("realesrgan_x4plus", "realesrgan_x2plus"),
-}
+#: Within a role, which recipe wins when a folder holds several (best first; the roles table's).
+PREFERENCE = {name: spec.preference for name, spec in ROLE_TABLE.items()}
+
 
 @dataclass(frozen=True)
 class ModelRef:
@@ -141,12 +137,24 @@ def scan_models(folder: str | os.PathLike) -> tuple[list[ModelRef], list[Path]]:
     return refs, ignored
 
 
+def wanted_roles(values: Mapping[str, Any]) -> frozenset[str]:
+    """The optional roles the swap option values ``values`` (field name -> value) ask for
+    (:meth:`RoleSpec.asks`: ``enhance`` -> enhancer, ``landmarks`` 68 -> landmarker, ``mask``
+    with ``region`` -> parser, ``frame_enhance`` -> frame_enhancer)."""
+    return frozenset(name for name, spec in ROLE_TABLE.items() if not spec.required and spec.asks(values))
+
+
 def _a(word: str) -> str:
     return f"an {word}" if word[0] in "aeiou" else f"a {word}"
 
 
+def recipes_of(role: str) -> tuple[str, ...]:
+    """The registered recipes that fill ``role``, preferred first (:meth:`RoleSpec.recipes`)."""
+    return ROLE_TABLE[role].recipes(REGISTRY)
+
+
 def _recipes_of(role: str) -> str:
-    return ", ".join(r.name for r in REGISTRY.values() if r.role == role)
+    return ", ".join(recipes_of(role))
 
 
 def require_role(path: str | os.PathLike, role: str, option: str, recipe_name: str | None = None) -> ModelRef:
@@ -183,7 +191,7 @@ def _choose(refs: list[ModelRef], role: str, variant: str | None, folder: Path,
 
 def _missing(folder: Path, role: str, refs: list[ModelRef]) -> FfkitError:
     have = ", ".join(f"{r.path.name} ({r.recipe.name})" for r in refs) or "no ONNX artifacts"
-    return FfkitError(f"{folder}: no {role} artifact ({_recipes_of(role)}) in the models folder; it has: {have}")
+    return FfkitError(f"{folder}: {ROLE_TABLE[role].missing(recipes_of(role))} in the models folder; it has: {have}")
 
 
 def check_pair(embedder: ModelRef, swapper: ModelRef) -> None:
@@ -214,9 +222,37 @@ def _embedder_for(swapper: ModelRef, refs: list[ModelRef], variant: str | None, 
     return best
 
 
+def _pick_swapper(swapper: str | None, refs: list[ModelRef], variant: str | None, folder: Path,
+                  notes: list[str]) -> ModelRef:
+    """The swapper ``--swapper`` names (None: the best in the folder): a recipe, a file in the
+    folder or a path (see :func:`pick_models`)."""
+    if swapper is None:
+        best = _choose(refs, "swapper", variant, folder, notes)
+        if best is None:
+            raise _missing(folder, "swapper", refs)
+        return best
+    if swapper in REGISTRY:
+        recipe = get_recipe(swapper)
+        if recipe.role != "swapper":
+            raise FfkitError(f"--swapper {swapper}: {swapper} is {_a(recipe.role)}, not a swapper "
+                             f"({_recipes_of('swapper')})")
+        best = _choose([r for r in refs if r.recipe.name == swapper], "swapper", variant, folder, notes)
+        if best is None:
+            raise FfkitError(f"{folder}: no {swapper} artifact in the models folder; swappers there: "
+                             f"{', '.join(r.path.name for r in refs if r.role == 'swapper') or 'none'}")
+        return best
+    path = Path(swapper)
+    if not path.exists() and (folder / swapper).exists():
+        path = folder / swapper
+    if not path.exists():
+        raise FfkitError(f"--swapper {swapper}: neither a swapper recipe ({_recipes_of('swapper')}), "
+                         f"nor a file in {folder}, nor an ONNX file")
+    return require_role(path, "swapper", "--swapper")
+
+
 def pick_models(folder: str | os.PathLike, *, swapper: str | None = None, variant: str | None = None,
                 enhance: bool = False, need_swapper: bool = True, landmarks68: bool = False,
-                parser: bool = False, frame_enhance: str | None = None) -> ModelSelection:
+                parser: bool = False, frame_enhance: str | None = None, roles: Iterable[str] = ()) -> ModelSelection:
     """Choose one artifact per role from ``folder``.
 
     Args:
@@ -233,6 +269,8 @@ def pick_models(folder: str | os.PathLike, *, swapper: str | None = None, varian
         parser: also pick the face parser (``--mask region``).
         frame_enhance: also pick this frame enhancer recipe (``realesrgan_x4plus`` ...), or
             ``"auto"`` for the best one in the folder.
+        roles: optional roles to pick besides those (``enhancer``, ``landmarker``, ``parser``:
+            :func:`wanted_roles` of the swap options); the flags above add to it.
 
     The embedder is the best one producing the identity space the swapper consumes
     (``Recipe.identity_space``: insightface's ArcFace for inswapper, SimSwap's own for SimSwap).
@@ -253,42 +291,18 @@ def pick_models(folder: str | os.PathLike, *, swapper: str | None = None, varian
             raise _missing(folder, role, refs)
     if need_swapper and not any(r.role == "embedder" for r in refs):
         raise _missing(folder, "embedder", refs)
-    chosen["swapper"] = None
-    if need_swapper:
-        if swapper is None:
-            chosen["swapper"] = _choose(refs, "swapper", variant, folder, notes)
-            if chosen["swapper"] is None:
-                raise _missing(folder, "swapper", refs)
-        elif swapper in REGISTRY:
-            recipe = get_recipe(swapper)
-            if recipe.role != "swapper":
-                raise FfkitError(f"--swapper {swapper}: {swapper} is {_a(recipe.role)}, not a swapper "
-                                 f"({_recipes_of('swapper')})")
-            chosen["swapper"] = _choose([r for r in refs if r.recipe.name == swapper], "swapper", variant,
-                                        folder, notes)
-            if chosen["swapper"] is None:
-                raise FfkitError(f"{folder}: no {swapper} artifact in the models folder; swappers there: "
-                                 f"{', '.join(r.path.name for r in refs if r.role == 'swapper') or 'none'}")
-        else:
-            path = Path(swapper)
-            if not path.exists() and (folder / swapper).exists():
-                path = folder / swapper
-            if not path.exists():
-                raise FfkitError(f"--swapper {swapper}: neither a swapper recipe ({_recipes_of('swapper')}), "
-                                 f"nor a file in {folder}, nor an ONNX file")
-            chosen["swapper"] = require_role(path, "swapper", "--swapper")
+    chosen["swapper"] = _pick_swapper(swapper, refs, variant, folder, notes) if need_swapper else None
     if chosen["swapper"] is not None:
         chosen["embedder"] = _embedder_for(chosen["swapper"], refs, variant, folder, notes)
-    chosen["enhancer"] = None
-    if enhance:
-        chosen["enhancer"] = _choose(refs, "enhancer", variant, folder, notes)
-        if chosen["enhancer"] is None:
-            raise _missing(folder, "enhancer", refs)
-    for role, wanted in (("landmarker", landmarks68), ("parser", parser)):
-        chosen[role] = _choose(refs, role, variant, folder, notes) if wanted else None
-        if wanted and chosen[role] is None:
+    wanted = set(roles) | {role for role, asked in (("enhancer", enhance), ("landmarker", landmarks68),
+                                                     ("parser", parser)) if asked}
+    for role in ROLE_NAMES:
+        if ROLE_TABLE[role].required or role == "frame_enhancer":
+            continue
+        chosen[role] = _choose(refs, role, variant, folder, notes) if role in wanted else None
+        if role in wanted and chosen[role] is None:
             raise _missing(folder, role, refs)
-    if enhance and not parser:   # face-only restore: the parser's region when the folder has one
+    if "enhancer" in wanted and "parser" not in wanted:   # face-only restore: the parser's region when there
         chosen["parser"] = _choose(refs, "parser", variant, folder, notes)
     chosen["frame_enhancer"] = None
     if frame_enhance:
