@@ -29,8 +29,8 @@ from test_batch import (
     swap_args,
 )
 
-from ffkit.runtime import Pipeline, SessionPool, SwapOptions, pick_models, read_image, resolve_providers
-from ffkit.runtime.detector import DetectParams
+from ffkit.runtime import Pipeline, SessionPool, pick_models, read_image, resolve_providers
+from ffkit.runtime.swap_options import swap_settings
 from ffkit.runtime.swap_files import swap_file
 from ffkit.toolkit.batch import MANIFEST_NAME, plan_batch
 from ffkit.toolkit.ray_batch import ACTOR_OVERHEAD_BYTES, ActorShape, SwapSetup, plan_actors, run_ray_batch
@@ -145,13 +145,14 @@ def test_ray_batch_equals_single_swaps_and_rerun_skips(cluster, clips, singles, 
 def crash_once_mid_video(marker: Path, victim: str):
     """A ``swap_file`` whose worker process dies (``os._exit``) after writing 2 frames of
     ``victim``, the first time only (``marker`` records that it happened)."""
-    def swap(pipeline, source, target, output, reference=None, *, workers=2, progress=None):
+    def swap(pipeline, source, target, output, reference=None, *, workers=2, progress=None, tracking=None):
         def tick(done, total):
             if Path(target).name == victim and done == 2 and not marker.exists():
                 marker.write_text(str(os.getpid()))
                 os._exit(1)
 
-        return swap_file(pipeline, source, target, output, reference, workers=workers, progress=tick)
+        return swap_file(pipeline, source, target, output, reference, workers=workers, progress=tick,
+                         tracking=tracking)
 
     return swap
 
@@ -159,10 +160,11 @@ def crash_once_mid_video(marker: Path, victim: str):
 @pytest.fixture(scope="module")
 def setup(folder, source) -> SwapSetup:
     """What the CLI would send the actors for ``swap_args``: the models, the options, the source face."""
-    options = SwapOptions(detect=DetectParams(max_side=640, score_threshold=0.8, nms_threshold=0.4), max_faces=2)
+    settings = swap_settings({"providers": "cpu", "max_side": 640, "score_threshold": 0.8, "nms_threshold": 0.4,
+                              "max_faces": 2})
     chosen = pick_models(folder)
-    pipeline = Pipeline.from_models(chosen, SessionPool(resolve_providers("cpu")), options)
-    return SwapSetup.of(folder, chosen, providers="cpu", options=options,
+    pipeline = Pipeline.from_models(chosen, SessionPool(resolve_providers("cpu")), settings.options)
+    return SwapSetup.of(folder, chosen, settings=settings,
                         source=pipeline.prepare_source(read_image(source), str(source)))
 
 

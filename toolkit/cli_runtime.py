@@ -7,10 +7,10 @@ models with torch unless they are already in its output folder.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
-from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -19,31 +19,14 @@ from rich.table import Table
 
 from ffkit.recipes.errors import FfkitError
 from ffkit.recipes.paths import refuse_overwrite
+from ffkit.runtime.swap_options import OPTION_BY_NAME, SWAP_OPTIONS, swap_settings
 
 from .cli_app import app, friendly
 from .console import err, out
 
 
-class SelectChoice(str, Enum):
-    all = "all"
-    largest = "largest"
-
-
-class FrameSizeChoice(str, Enum):
-    native = "native"
-    input = "input"
-
-
-#: --mask-regions default, spelt here so the CLI module does not import the runtime at start-up
-#: (checked equal to ffkit.runtime.face_masks.DEFAULT_REGIONS by tests/test_pipeline_options.py).
-DEFAULT_REGIONS_CLI = ("skin", "left-eyebrow", "right-eyebrow", "left-eye", "right-eye", "glasses", "nose", "mouth",
-                       "upper-lip", "lower-lip")
-
-
-class VariantChoice(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    int8 = "int8"
+#: --mask-regions default (the declaration's; tests/test_pipeline_options.py checks it against the runtime's).
+DEFAULT_REGIONS_CLI = OPTION_BY_NAME["mask_regions"].default
 
 
 def _warn(message: str) -> None:
@@ -70,81 +53,67 @@ def _print_models(models, pool) -> None:
 
 # ------------------------------------------------------------------------------------ swap
 
-@app.command("swap")
-@friendly
-def swap_cmd(
-    source: Path = typer.Option(..., "--source", help="Image with the face to paste (the largest face is used)."),
-    target: Path = typer.Option(..., "--target", help="Image or video to change; or a folder or a .txt list "
-                                                     "(one path a line) of them: a batch."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output image or video (same kind as the target); "
-                                                            "for a batch, the output folder."),
-    models: Path = typer.Option(..., "--models", help="Folder of artifacts (what `ffkit build` writes)."),
-    swapper: Optional[str] = typer.Option(None, "--swapper",
-                                          help="Swapper recipe (inswapper_128, simswap_224, simswap_512), file in "
-                                               "--models, or path to an inswapper_128-style ONNX."),
-    enhance: bool = typer.Option(False, "--enhance", help="Restore swapped faces with the GFPGAN artifact."),
-    enhance_blend: float = typer.Option(0.8, "--enhance-blend", min=0.0, max=1.0,
-                                        help="Share of the restored face (0..1)."),
-    reference: Optional[Path] = typer.Option(None, "--reference",
-                                             help="Swap only faces resembling the face in this image."),
-    similarity: float = typer.Option(0.4, "--similarity", help="--reference: minimum ArcFace cosine similarity."),
-    select: SelectChoice = typer.Option(SelectChoice.all, "--select", help="Without --reference: all faces or the largest."),
-    max_faces: int = typer.Option(0, "--max-faces", help="At most this many faces per frame, best score first (0 = all)."),
-    min_face_size: float = typer.Option(0.0, "--min-face-size", help="Ignore faces smaller than this (pixels)."),
-    score_threshold: float = typer.Option(0.5, "--score-threshold", help="Detector score threshold (0..1)."),
-    nms_threshold: float = typer.Option(0.4, "--nms-threshold", help="Detector NMS IoU threshold."),
-    max_side: int = typer.Option(640, "--max-side", help="Detect on frames shrunk to this longer side (0 = as is)."),
-    providers: str = typer.Option("auto", "--providers",
-                                  help="auto (CUDA, CoreML, DirectML if present, then CPU) or a comma list of "
-                                       "tensorrt,cuda,coreml,directml,cpu."),
-    variant: Optional[VariantChoice] = typer.Option(None, "--variant", help="Prefer this precision (default fp32)."),
-    workers: int = typer.Option(0, "--workers", help="Video: frames processed at once (0 = auto)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write a summary (faces and changed regions) here."),
-    mask: str = typer.Option("box", "--mask", help="Paste masks, combined by their minimum: box (feathered box, "
-                                                    "insightface's), region (the face parser's regions), box,region."),
-    mask_regions: str = typer.Option(",".join(DEFAULT_REGIONS_CLI), "--mask-regions",
-                                     help="--mask region: face regions to swap (names as FaceFusion's)."),
-    color_match: bool = typer.Option(False, "--color-match",
-                                     help="Match the swapped face's colour (LAB mean/std) to the target's before pasting."),
-    landmarks: int = typer.Option(5, "--landmarks", help="Align from the detector's 5 points, or 68 (fan_2dfan4 "
-                                                          "in --models, turned into 5 as FaceFusion does)."),
-    frame_enhance: Optional[str] = typer.Option(None, "--frame-enhance",
-                                                help="Upscale every output frame: realesrgan_x4plus | realesrgan_x2plus."),
-    tile: int = typer.Option(-1, "--tile", min=-1, help="--frame-enhance: tile side in pixels (0 = whole frame; "
-                                                         "-1, the default: whole frame up to 1 MP, else 512)."),
-    frame_enhance_size: FrameSizeChoice = typer.Option(FrameSizeChoice.native, "--frame-enhance-size",
-                                                       help="--frame-enhance: native (upscaled) or input (resized back)."),
-    ray: Optional[str] = typer.Option(None, "--ray", help="Batch only: run it on Ray Data, `local` (this machine), "
-                                                          "`auto` (the cluster joined) or an address (ray://host:port)."),
-    provider_option: Optional[list[str]] = typer.Option(None, "--provider-option",
-                                                        help="PROVIDER:KEY=VALUE for onnxruntime, repeatable "
-                                                             "(e.g. cuda:device_id=1, tensorrt:trt_fp16_enable=0)."),
-    spin: Optional[bool] = typer.Option(None, "--spin/--no-spin",
-                                        help="onnxruntime thread spin-waiting (default: off with several workers "
-                                             "or on a busy machine, else onnxruntime's own)."),
-    detect_every: int = typer.Option(1, "--detect-every", help="Video: detect on every k-th frame, follow the faces "
-                                                               "in between (detector on a crop around each)."),
-    smooth: float = typer.Option(0.0, "--smooth", help="Video: landmark filter weight 0 <= s < 1 (exponential; "
-                                                       "0 = off, 0.5 = lags one frame's motion)."),
-):
+#: The ``swap`` parameters that are not swap options: the files and where the batch runs.
+_FILE_PARAMS = (
+    ("source", Path, typer.Option(..., "--source", help="Image with the face to paste (the largest face is used).")),
+    ("target", Path, typer.Option(..., "--target", help="Image or video to change; or a folder or a .txt list "
+                                                        "(one path a line) of them: a batch.")),
+    ("output", Path, typer.Option(..., "-o", "--output", help="Output image or video (same kind as the target); "
+                                                              "for a batch, the output folder.")),
+    ("models", Path, typer.Option(..., "--models", help="Folder of artifacts (what `ffkit build` writes).")),
+    ("reference", Optional[Path], typer.Option(None, "--reference",
+                                               help="Swap only faces resembling the face in this image.")),
+    ("json_out", Optional[Path], typer.Option(None, "--json", help="Write a summary (faces and changed regions) here.")),
+    ("ray", Optional[str], typer.Option(None, "--ray", help="Batch only: run it on Ray Data, `local` (this machine), "
+                                                            "`auto` (the cluster joined) or an address "
+                                                            "(ray://host:port).")),
+)
+
+
+def declared_option(name: str):
+    """The ``typer.Option`` of the declared swap option ``name`` (default, flag, help; its range
+    and choices are checked by the declaration, so the message is the same everywhere)."""
+    spec = OPTION_BY_NAME[name]
+    help_text = spec.help
+    if spec.choices is not None and not spec.is_list:
+        help_text += f" (one of: {', '.join(str(c) for c in spec.choices)})"
+    return typer.Option(None if spec.repeat else spec.text_default, *spec.decls, help=help_text)
+
+
+def _typer_option(spec) -> inspect.Parameter:
+    """The typer parameter of one declared swap option."""
+    annotation = Optional[list[str]] if spec.repeat else Optional[spec.kind] if spec.optional else spec.kind
+    return inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, default=declared_option(spec.name),
+                             annotation=annotation)
+
+
+def swap_signature() -> inspect.Signature:
+    """The ``swap`` command's parameters: the files, then every declared swap option (:data:`SWAP_OPTIONS`)."""
+    fixed = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+             for name, annotation, option in _FILE_PARAMS]
+    return inspect.Signature(fixed + [_typer_option(spec) for spec in SWAP_OPTIONS])
+
+
+def swap_cmd(**params):
     """Swap the face of SOURCE into the faces of TARGET (image or video), torch-free.
 
     A folder or a .txt list as TARGET is a batch: one output per input, named as the input, in the
     folder OUTPUT, with OUTPUT/ffkit-batch.json recording each input; a rerun skips finished outputs.
     """
-    from ffkit.runtime.detector import DetectParams
-    from ffkit.runtime.face_tracker import TrackOptions
-    from ffkit.runtime.frame_enhancer import FrameEnhanceOptions
-    from ffkit.runtime.frame_pipeline import Pipeline, SwapOptions
-    from ffkit.runtime.media import is_video_path, probe_video, read_image
-    from ffkit.runtime.models import pick_models
-    from ffkit.runtime.provider_options import parse_provider_options
-    from ffkit.runtime.sessions import SessionPool, default_spinning, default_threads, resolve_providers
-    from ffkit.runtime.swap_files import check_output_path, swap_image
+    files = {name: params.pop(name) for name, _, _ in _FILE_PARAMS}
+    settings = swap_settings(params, reference=files["reference"] is not None)
+    _swap(settings, **files)
 
-    provider_options = parse_provider_options(provider_option or ())
-    tracking = TrackOptions(detect_every=detect_every, smooth=smooth)
-    # Cheap checks first: nothing is loaded or written before the inputs are known good.
+
+swap_cmd.__signature__ = swap_signature()
+app.command("swap")(friendly(swap_cmd))
+
+
+def _check_inputs(source, target, output, reference, json_out, ray):
+    """The cheap checks, before anything is loaded or written: ``(batch plan or None, video?)``."""
+    from ffkit.runtime.media import is_video_path, probe_video, read_image
+    from ffkit.runtime.swap_files import check_output_path
+
     plan = _batch_plan(target, output, ray, json_out, source, reference)
     if plan is None:
         check_output_path(target, output)
@@ -153,42 +122,47 @@ def swap_cmd(
         refuse_overwrite(json_out, source, target, reference, output, option="--json")
     if json_out is not None and not json_out.resolve().parent.is_dir():
         raise FfkitError(f"{json_out}: cannot write output, folder {json_out.resolve().parent} does not exist")
-    source_image = read_image(source)
-    reference_image = read_image(reference) if reference is not None else None
+    read_image(source)
+    if reference is not None:
+        read_image(reference)
     video = is_video_path(target) if plan is None else plan.has_video
     if plan is None and video:
         probe_video(target)
     elif plan is None:
         read_image(target)
-    masks = tuple(m.strip() for m in mask.split(",") if m.strip())
-    options = SwapOptions(
-        detect=DetectParams(max_side=max_side, score_threshold=score_threshold, nms_threshold=nms_threshold),
-        select="reference" if reference is not None else select.value, max_faces=max_faces,
-        min_face_size=min_face_size, similarity=similarity, enhance_blend=enhance_blend,
-        mask=masks, mask_regions=tuple(r.strip() for r in mask_regions.split(",") if r.strip()),
-        color_match=color_match, landmarks=landmarks,
-        frame_enhance=FrameEnhanceOptions(tile=tile, size=frame_enhance_size.value))
-    chosen = pick_models(models, swapper=swapper, variant=variant.value if variant else None, enhance=enhance,
-                         landmarks68=landmarks == 68, parser="region" in masks, frame_enhance=frame_enhance)
+    return plan, video
+
+
+def _load(settings, models, source, reference, video):
+    """Pick the models, open their sessions, find the identities: ``(chosen, pipeline, src, ref, workers)``."""
+    from ffkit.runtime.frame_pipeline import Pipeline
+    from ffkit.runtime.media import read_image
+    from ffkit.runtime.sessions import default_threads
+
+    chosen = settings.pick(models)
     for note in chosen.notes:
         err.print(f"note: {note}", highlight=False, soft_wrap=True)
-
-    n_workers = workers if workers > 0 else (min(4, os.cpu_count() or 1) if video else 1)
-    pool = SessionPool(resolve_providers(providers), intra_op_threads=default_threads(n_workers) if video else 0,
-                       warn=_warn, provider_options=provider_options,
-                       spinning=spin if spin is not None else default_spinning(n_workers))
+    workers = settings.frame_workers(video, os.cpu_count() or 1)
+    pool = settings.session_pool(workers, default_threads(workers) if video else 0, warn=_warn)
     with err.status("loading models"):
-        pipeline = Pipeline.from_models(chosen, pool, options)
-        src = pipeline.prepare_source(source_image, str(source))
-        ref = pipeline.prepare_reference(reference_image, str(reference)) if reference_image is not None else None
+        pipeline = Pipeline.from_models(chosen, pool, settings.options)
+        src = pipeline.prepare_source(read_image(source), str(source))
+        ref = pipeline.prepare_reference(read_image(reference), str(reference)) if reference is not None else None
     _print_models(chosen, pool)
+    return chosen, pipeline, src, ref, workers
 
+
+def _swap(settings, source, target, output, models, reference, json_out, ray) -> None:
+    """``ffkit swap`` once its options are checked: one file, or a batch (here or on Ray)."""
+    from ffkit.runtime.swap_files import swap_image
+
+    plan, video = _check_inputs(source, target, output, reference, json_out, ray)
+    chosen, pipeline, src, ref, workers = _load(settings, models, source, reference, video)
     if plan is not None:
-        _run_batch(plan, ray, pipeline, src, ref, n_workers, tracking, models=models, chosen=chosen, providers=providers,
-                   options=options)
+        _run_batch(plan, ray, pipeline, src, ref, workers, settings, models=models, chosen=chosen)
         return
     if video:
-        summary = _run_video(pipeline, src, target, output, ref, n_workers, tracking)
+        summary = _run_video(pipeline, src, target, output, ref, workers, settings.tracking)
     else:
         with err.status(f"swapping {target.name}"):
             summary = swap_image(pipeline, src, target, output, ref)
@@ -218,22 +192,23 @@ def _batch_plan(target, output, ray, json_out, *inputs):
     return plan
 
 
-def _run_batch(plan, ray, pipeline, src, ref, workers, tracking=None, **setup):
-    """Swap every input of ``plan`` here (``ray`` None) or on Ray; summary line, exit 1 if any failed."""
+def _run_batch(plan, ray, pipeline, src, ref, workers, settings, *, models, chosen):
+    """Swap every input of ``plan`` here (``ray`` None) or on Ray with the same ``settings``;
+    summary line, exit 1 if any failed."""
     from ffkit.runtime.swap_files import swap_file
 
     from .batch import finish, run_batch
 
     if ray is None:
         manifest = run_batch(plan, lambda item, tick: swap_file(pipeline, src, item.input, item.output, ref,
-                                                                 workers=workers, progress=tick, tracking=tracking),
+                                                                 workers=workers, progress=tick,
+                                                                 tracking=settings.tracking),
                              console=err)
     else:
         from .ray_batch import SwapSetup, run_ray_batch
 
-        models, chosen = setup.pop("models"), setup.pop("chosen")
-        manifest = run_ray_batch(plan, SwapSetup.of(models, chosen, source=src, reference=ref, **setup), ray,
-                                 console=err)
+        manifest = run_ray_batch(plan, SwapSetup.of(models, chosen, settings=settings, source=src, reference=ref),
+                                 ray, console=err)
     finish(manifest, console=out)
 
 

@@ -14,9 +14,10 @@ from typing import Optional
 import typer
 
 from ffkit.recipes.errors import FfkitError
+from ffkit.runtime.swap_options import check_values
 
 from .cli_app import app, friendly
-from .cli_runtime import VariantChoice
+from .cli_runtime import declared_option
 from .console import err, out
 
 
@@ -40,12 +41,10 @@ def serve_cmd(
     retention_s: float = typer.Option(3600.0, "--retention-s", help="Seconds a finished video job's result is kept."),
     work_dir: Optional[Path] = typer.Option(None, "--work-dir",
                                             help="Folder for the server's temp folder (default: system temp)."),
-    swapper: Optional[str] = typer.Option(None, "--swapper", help="Swapper recipe, file in --models, or ONNX path."),
-    variant: Optional[VariantChoice] = typer.Option(None, "--variant", help="Prefer this precision (default fp32)."),
-    providers: str = typer.Option("auto", "--providers",
-                                  help="auto, or a comma list: cuda,coreml,directml,tensorrt,cpu."),
-    provider_option: Optional[list[str]] = typer.Option(None, "--provider-option",
-                                                        help="PROVIDER:KEY=VALUE, repeatable."),
+    swapper: Optional[str] = declared_option("swapper"),
+    variant: Optional[str] = declared_option("variant"),
+    providers: str = declared_option("providers"),
+    provider_option: Optional[list[str]] = declared_option("provider_option"),
     threads: int = typer.Option(0, "--threads",
                                 help="onnxruntime intra-op threads per session (0 = cores / --max-concurrency)."),
     video_workers: int = typer.Option(0, "--video-workers",
@@ -62,13 +61,15 @@ def serve_cmd(
     running video jobs cancelled, temp files removed.
     """
     _require_serve_extra()
+    check_values({"swapper": swapper, "variant": variant, "providers": providers,
+                  "provider_option": provider_option or ()})
     from .serve.server import bind_socket, serve_forever
     from .serve.service import Service
     from .serve.settings import ServeSettings
 
     settings = ServeSettings(models=models, host=host, port=port, max_concurrency=max_concurrency,
                              max_queue=max_queue, max_upload_mb=max_upload_mb, retention_s=retention_s,
-                             work_dir=work_dir, providers=providers, variant=variant.value if variant else None,
+                             work_dir=work_dir, providers=providers, variant=variant,
                              swapper=swapper, threads=threads, video_workers=video_workers,
                              provider_options=tuple(provider_option or ()),
                              upload_timeout_s=upload_timeout_s, shutdown_timeout_s=shutdown_timeout_s).checked()

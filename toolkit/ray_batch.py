@@ -48,7 +48,7 @@ import numpy as np
 from ffkit.recipes.errors import FfkitError
 from ffkit.runtime.frame_pipeline import Pipeline, SourceFace, SwapOptions
 from ffkit.runtime.models import ModelSelection, identify
-from ffkit.runtime.sessions import SessionPool, resolve_providers
+from ffkit.runtime.swap_options import SwapSettings
 from ffkit.runtime.swap_files import swap_file
 
 from .batch import (
@@ -116,8 +116,9 @@ class SwapSetup:
         models: the models folder (an absolute path; every node must see it there).
         files: the driver's choice, ``{role: (absolute path, recipe name)}`` (``pick_models``
             with every option of the command); each actor re-reads exactly these files.
-        providers: ``--providers`` (resolved on the actor's node, which may have a GPU).
-        options: the driver's swap options.
+        settings: every option of the command (:class:`~ffkit.runtime.swap_options.SwapSettings`:
+            the swap options, tracking, providers and their options, spin, workers), so an actor
+            swaps with exactly what the command was given.
         source: the identity to paste, computed once by the driver.
         reference: normalised ``(512,)`` embedding for ``select="reference"``, or None.
         model_bytes: total size of the chosen files (for the actors' memory reservation).
@@ -125,11 +126,20 @@ class SwapSetup:
 
     models: str
     files: Mapping[str, tuple[str, str]]
-    providers: str
-    options: SwapOptions
+    settings: SwapSettings
     source: SourceFace
     reference: Optional[np.ndarray] = None
     model_bytes: int = 0
+
+    @property
+    def providers(self) -> str:
+        """``--providers`` (resolved on the actor's node, which may have a GPU)."""
+        return self.settings.values["providers"]
+
+    @property
+    def options(self) -> SwapOptions:
+        """The driver's swap options."""
+        return self.settings.options
 
     @classmethod
     def of(cls, models: Path, selection: ModelSelection, **kwargs) -> "SwapSetup":
@@ -139,8 +149,9 @@ class SwapSetup:
                    files={role: (str(ref.path.resolve()), ref.recipe.name) for role, ref in used},
                    model_bytes=sum(ref.path.stat().st_size for _, ref in used), **kwargs)
 
-    def build(self, intra_op_threads: int) -> Pipeline:
-        """Open the sessions of the driver's files and wire the pipeline, as ``ffkit swap`` does.
+    def build(self, intra_op_threads: int, workers: int = 1) -> Pipeline:
+        """Open the sessions of the driver's files and wire the pipeline, as ``ffkit swap`` does
+        (``workers`` frames at once: the spinning default).
 
         Raises:
             FfkitError: a file is missing on this node (the models folder is not shared).
@@ -151,7 +162,7 @@ class SwapSetup:
                 raise FfkitError(f"{path}: no such file on this node; the models folder {self.models} must be "
                                  "at the same path on every node")
             refs[role] = identify(path, role=role, recipe_name=recipe_name)
-        pool = SessionPool(resolve_providers(self.providers), intra_op_threads=intra_op_threads)
+        pool = self.settings.session_pool(workers, intra_op_threads)
         return Pipeline.from_models(ModelSelection(**refs), pool, self.options)
 
 
@@ -205,13 +216,13 @@ class SwapActor:
 
     def __init__(self, setup: SwapSetup, shape: ActorShape, swap: Optional[Callable] = None):
         self.setup = setup
-        self.workers = shape.workers
+        self.workers = setup.settings.values["workers"] or shape.workers
         self.swap = swap or swap_file
-        self.pipeline = setup.build(shape.intra_op_threads)
+        self.pipeline = setup.build(shape.intra_op_threads, self.workers)
 
     def _swap(self, item: BatchItem):
         return self.swap(self.pipeline, self.setup.source, item.input, item.output, self.setup.reference,
-                         workers=self.workers)
+                         workers=self.workers, tracking=self.setup.settings.tracking)
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict:
         rows = {"index": [], "status": [], "frames": [], "seconds": [], "error": []}

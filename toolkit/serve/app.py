@@ -27,9 +27,10 @@ from starlette.concurrency import run_in_threadpool
 
 from ffkit.recipes.version import __version__
 from ffkit.runtime.media import probe_video, read_image
+from ffkit.runtime.swap_options import swap_settings
 
 from .errors import CatchAll, error_response, install_error_handlers
-from .forms import JobForm, SwapForm, job_form, swap_form
+from .forms import SwapForm, job_form, swap_form
 from .limits import TICKET_KEY, Admission, UploadLimit
 from .service import Service
 from .settings import ServeSettings
@@ -53,6 +54,15 @@ def create_app(settings: ServeSettings, service: Optional[Service] = None) -> Fa
     ready ``service`` is passed). The app's shutdown closes the service: workers joined, temp
     folder removed. ``app.state.service`` is the :class:`Service`."""
     service = service if service is not None else Service(settings)
+    app = _base_app(settings, service)
+    _add_swap_route(app, service)
+    _add_job_routes(app, service, settings)
+    return app
+
+
+def _base_app(settings: ServeSettings, service: Service) -> FastAPI:
+    """The app with its lifespan (the job sweeper; closing the service), error handlers,
+    middlewares (admission, upload limit, catch-all) and ``GET /health``."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -77,6 +87,18 @@ def create_app(settings: ServeSettings, service: Optional[Service] = None) -> Fa
         """Models by role, the providers each session runs on, version, limits, queue, memory."""
         return await run_in_threadpool(service.health)
 
+    return app
+
+
+def _request(form: SwapForm, reference: bool):
+    """``(SwapSettings, enhance, frame_enhance)`` of a checked form, as ``ffkit swap`` builds them."""
+    settings = swap_settings(form, reference=reference)
+    return settings, form["enhance"], form["frame_enhance"]
+
+
+def _add_swap_route(app: FastAPI, service: Service) -> None:
+    """``POST /swap``: an image swapped while the client waits."""
+
     @app.post("/swap", response_class=Response,
               responses={200: {"content": {t: {} for t in ("image/png", "image/jpeg", "image/webp", "image/bmp")}}})
     async def swap(source: UploadFile = File(..., description="Image with the face to paste (largest face)."),
@@ -86,15 +108,17 @@ def create_app(settings: ServeSettings, service: Optional[Service] = None) -> Fa
         """Swap the face of ``source`` into ``target``: the pixels ``ffkit swap`` writes for the
         same files and options, encoded in the target's format (upscaled with ``frame_enhance``).
         Headers ``X-Faces-Detected`` and ``X-Faces-Swapped`` count the faces."""
-        service.engine.pipeline(form.options(False), form.enhance, form.frame_enhance)  # a role not loaded: 400 now
+        checked, enhance, frame_enhance = _request(form, False)
+        service.engine.pipeline(checked.options, enhance, frame_enhance)  # a role not loaded: 400 now
         folder = service.work.new_folder("swap")
         try:
             src = await save_upload(source, folder, "source", "image")
             tgt = await save_upload(target, folder, "target", "image")
             ref = await save_upload(reference, folder, "reference", "image") if reference is not None else None
             out = folder / f"swapped{tgt.suffix}"
-            summary = await service.queue.run(service.engine.swap_image, src, tgt, out, ref,
-                                              form.options(ref is not None), form.enhance, form.frame_enhance)
+            options = _request(form, ref is not None)[0].options
+            summary = await service.queue.run(service.engine.swap_image, src, tgt, out, ref, options, enhance,
+                                              frame_enhance)
             body = await run_in_threadpool(out.read_bytes)
         finally:
             await run_in_threadpool(shutil.rmtree, folder, True)
@@ -102,34 +126,47 @@ def create_app(settings: ServeSettings, service: Optional[Service] = None) -> Fa
                         headers={"X-Faces-Detected": str(len(summary.faces)),
                                  "X-Faces-Swapped": str(summary.faces_swapped)})
 
+
+async def _save_job_inputs(folder, source: UploadFile, target: UploadFile, reference: Optional[UploadFile]):
+    """Save a job's uploads into ``folder`` and check them now (bad inputs fail the request, not
+    the job): ``(source, target, reference or None, target's video info)``; the folder is
+    removed if anything fails."""
+    try:
+        src = await save_upload(source, folder, "source", "image")
+        tgt = await save_upload(target, folder, "target", "video")
+        ref = await save_upload(reference, folder, "reference", "image") if reference is not None else None
+        await run_in_threadpool(read_image, src)
+        if ref is not None:
+            await run_in_threadpool(read_image, ref)
+        info = await run_in_threadpool(probe_video, tgt)
+    except BaseException:
+        await run_in_threadpool(shutil.rmtree, folder, True)
+        raise
+    return src, tgt, ref, info
+
+
+def _add_job_routes(app: FastAPI, service: Service, settings: ServeSettings) -> None:
+    """``POST /jobs``, ``GET /jobs/{id}`` and ``GET /jobs/{id}/result``: videos swapped in the background."""
+
     @app.post("/jobs", status_code=202)
     async def submit_job(request: Request,
                          source: UploadFile = File(..., description="Image with the face to paste (largest face)."),
                          target: UploadFile = File(..., description="Video to change."),
                          reference: Optional[UploadFile] = File(None, description="Swap only faces like this one."),
-                         fields: JobForm = Depends(job_form)):
+                         form: SwapForm = Depends(job_form)):
         """Queue the swap of a video target; poll ``GET /jobs/{id}``, fetch ``/jobs/{id}/result``."""
-        form, tracking = fields.swap, fields.tracking()
-        service.engine.pipeline(form.options(False), form.enhance, form.frame_enhance)  # before any upload is saved
+        checked, enhance, frame_enhance = _request(form, False)
+        service.engine.pipeline(checked.options, enhance, frame_enhance)  # before any upload is saved
         folder = service.work.new_folder("job")
-        try:
-            src = await save_upload(source, folder, "source", "image")
-            tgt = await save_upload(target, folder, "target", "video")
-            ref = await save_upload(reference, folder, "reference", "image") if reference is not None else None
-            await run_in_threadpool(read_image, src)   # bad inputs fail now, not in the job
-            if ref is not None:
-                await run_in_threadpool(read_image, ref)
-            info = await run_in_threadpool(probe_video, tgt)
-        except BaseException:
-            await run_in_threadpool(shutil.rmtree, folder, True)
-            raise
-        job = service.jobs.new_job(folder, folder / f"result{tgt.suffix}", info.frame_count)
-        options, enhance, frame_enhance = form.options(ref is not None), form.enhance, form.frame_enhance
+        src, tgt, ref, info = await _save_job_inputs(folder, source, target, reference)
+        job = service.jobs.new_job(folder, folder / f"result{tgt.suffix}", info.frame_count,
+                                   options=form.request_values)
+        checked = _request(form, ref is not None)[0]
         workers = settings.frame_workers
 
         def work(progress):
-            return service.engine.swap_video(src, tgt, job.output, ref, options, enhance, frame_enhance,
-                                             tracking=tracking, workers=workers, progress=progress)
+            return service.engine.swap_video(src, tgt, job.output, ref, checked.options, enhance, frame_enhance,
+                                             tracking=checked.tracking, workers=workers, progress=progress)
 
         service.jobs.submit(job, work, request.scope[TICKET_KEY])
         return JSONResponse({"id": job.id, "status": job.status, "status_url": f"/jobs/{job.id}"},
@@ -160,5 +197,3 @@ def create_app(settings: ServeSettings, service: Optional[Service] = None) -> Fa
             return error_response(409, f"job {job_id} is {job.status} ({job.frames_done}/{job.frames_total} frames)")
         return FileResponse(job.output, media_type=MEDIA_TYPES.get(job.output.suffix, "application/octet-stream"),
                             filename=f"swapped{job.output.suffix}")
-
-    return app

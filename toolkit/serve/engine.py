@@ -16,13 +16,13 @@ import os
 from pathlib import Path
 from typing import Callable, Optional
 
-from ffkit.recipes import REGISTRY
+from ffkit.recipes.roles import ROLE_TABLE
 from ffkit.recipes.errors import FfkitError
 from ffkit.runtime.face_tracker import TrackOptions
 from ffkit.runtime.frame_enhancer import FrameEnhanceError, FrameEnhancer
 from ffkit.runtime.frame_pipeline import Pipeline, SwapOptions
 from ffkit.runtime.media import read_image
-from ffkit.runtime.models import ModelRef, ModelSelection, pick_models, scan_models
+from ffkit.runtime.models import ModelRef, ModelSelection, pick_models, recipes_of, scan_models
 from ffkit.runtime.provider_options import parse_provider_options
 from ffkit.runtime.sessions import SessionPool, resolve_providers
 from ffkit.runtime.swap_files import SwapSummary, swap_image, swap_video
@@ -50,11 +50,12 @@ class SwapEngine:
         with the flags of the optional roles that are there), and every frame enhancer recipe
         there by name (its best file; ``models.frame_enhancer`` is the ``auto`` one)."""
         refs, _ = scan_models(settings.models)
-        roles = {ref.role for ref in refs}
+        there = {ref.role for ref in refs}
+        optional = {name for name, spec in ROLE_TABLE.items() if not spec.required and name in there}
         upscalers = sorted({ref.recipe.name for ref in refs if ref.role == "frame_enhancer"})
         kwargs = {"swapper": settings.swapper, "variant": settings.variant}
-        models = pick_models(settings.models, enhance="enhancer" in roles, landmarks68="landmarker" in roles,
-                             parser="parser" in roles, frame_enhance="auto" if upscalers else None, **kwargs)
+        models = pick_models(settings.models, roles=optional - {"frame_enhancer"},
+                             frame_enhance="auto" if upscalers else None, **kwargs)
         by_name = {models.frame_enhancer.recipe.name: models.frame_enhancer} if models.frame_enhancer else {}
         for name in upscalers:
             if name not in by_name:
@@ -78,12 +79,11 @@ class SwapEngine:
             InvalidOption: a ``tile`` the chosen frame enhancer cannot take (answered 422).
         """
         stages = self._stages
-        for lacking, asked, role in ((enhance and stages.enhancer is None, "enhance", "enhancer"),
-                                     ("region" in options.mask and stages.parser is None, "mask=region", "parser"),
-                                     (options.landmarks == 68 and stages.landmarker is None, "landmarks=68",
-                                      "landmarker")):
-            if lacking:
-                raise FfkitError(f"{asked}: this server loaded no {role} artifact ({_recipes_of(role)}) from its "
+        asked = {"enhance": enhance, "mask": options.mask, "landmarks": options.landmarks}
+        for spec in ROLE_TABLE.values():
+            if spec.name != "frame_enhancer" and spec.asks(asked) and getattr(stages, spec.name) is None:
+                how = spec.option if spec.when is True else f"{spec.option}={spec.when}"
+                raise FfkitError(f"{how}: this server loaded {spec.missing(recipes_of(spec.name))} from its "
                                  "models folder")
         upscaler = None
         if frame_enhance is not None:
@@ -149,7 +149,3 @@ class SwapEngine:
             models["frame_enhancer"] = [self._describe(ref) for ref in self.frame_enhancers.values()]
         return models
 
-
-def _recipes_of(role: str) -> str:
-    """The recipes of ``role``, comma-separated (what a missing role could be built from)."""
-    return ", ".join(r.name for r in REGISTRY.values() if r.role == role)

@@ -17,7 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, Optional
+from typing import Any, Callable, Literal, Mapping, Optional
 
 from ffkit.recipes.errors import FfkitError
 from ffkit.runtime.swap_files import SwapSummary
@@ -38,7 +38,8 @@ class JobCancelled(Exception):
 
 @dataclass
 class Job:
-    """One video swap: its folder, state and progress (``frames_done`` of ``frames_total``)."""
+    """One video swap: its folder, state, progress (``frames_done`` of ``frames_total``) and the
+    request's swap options (``options``: every declared request option applying to videos)."""
 
     id: str
     folder: Path
@@ -48,15 +49,16 @@ class Job:
     frames_done: int = 0
     error: Optional[str] = None
     summary: Optional[dict] = None
+    options: Mapping[str, Any] = field(default_factory=dict)
     finished_at: Optional[float] = None
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def as_dict(self) -> dict:
-        """The ``GET /jobs/{id}`` answer: id, status, progress, error, result URL, summary."""
+        """The ``GET /jobs/{id}`` answer: id, status, progress, error, result URL, summary, options."""
         return {"id": self.id, "status": self.status,
                 "progress": {"frames_done": self.frames_done, "frames_total": self.frames_total},
                 "error": self.error, "result": f"/jobs/{self.id}/result" if self.status == "done" else None,
-                "summary": self.summary}
+                "summary": self.summary, "options": dict(self.options)}
 
 
 def _summary(summary: SwapSummary) -> dict:
@@ -81,9 +83,9 @@ class JobStore:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
 
-    def new_job(self, folder: Path, output: Path, frames_total: int) -> Job:
-        """A queued job for ``folder`` (not yet running; :meth:`submit` starts it)."""
-        return Job(uuid.uuid4().hex, folder, output, int(frames_total))
+    def new_job(self, folder: Path, output: Path, frames_total: int, options: Mapping[str, Any] = None) -> Job:
+        """A queued job for ``folder`` swapping with ``options`` (not yet running; :meth:`submit` starts it)."""
+        return Job(uuid.uuid4().hex, folder, output, int(frames_total), options=dict(options or {}))
 
     def submit(self, job: Job, work: Callable[[Progress], SwapSummary], ticket: Ticket) -> None:
         """Register ``job`` and queue ``work(progress)``; ``ticket`` is released when it ends."""
