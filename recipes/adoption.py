@@ -194,6 +194,23 @@ def bind(recipe: Recipe, info: ModelInfo, count_params: bool = True) -> Recipe:
     return dataclasses.replace(recipe, **changes)
 
 
+def check_recorded(recipe: Recipe, info: ModelInfo) -> None:
+    """The file that records ``recipe`` (ffkit wrote it with the recipe's own names) has that
+    recipe's inputs and outputs, by name, rank and fixed axes; else a one-line ArtifactError:
+    a mislabelled or damaged file is refused before anything feeds it the recipe's inputs."""
+    have_in = {t.name for t in _graph_inputs(info)}
+    have_out = {t.name for t in info.outputs}
+    want_in, want_out = set(recipe.input_names), {t.name for t in recipe.outputs}
+    found = match(recipe, info, count_params=False)
+    if have_in == want_in and have_out == want_out and found.fits:
+        return
+    differences = list(found.differences) or [
+        f"{what} {', '.join(sorted(have)) or 'none'}, {recipe.name} has {', '.join(sorted(want))}"
+        for what, have, want in (("inputs", have_in, want_in), ("outputs", have_out, want_out)) if have != want]
+    raise ArtifactError(f"{info.path}: records recipe {recipe.name} but its I/O ({signature_of(info)}) is not "
+                        f"that recipe's: {'; '.join(differences[:3])} (mislabelled or damaged file)")
+
+
 def provenance(path: str | os.PathLike, guessed: bool) -> dict:
     """What an artifact written from the adopted file at ``path`` records (``ffkit.adopted``):
     source file name, its sha256, and whether the recipe was guessed or named."""
@@ -225,7 +242,10 @@ def resolve(info: ModelInfo, recipe_name: str | None = None, role: str | None = 
         if recipe_name and recipe_name != recorded:
             raise ArtifactError(f"{info.path}: is a {recorded} artifact, not {recipe_name}")
         recipe = get_recipe(recorded)
-        return (bind(recipe, info, count_params=False) if "ffkit.adopted" in info.metadata else recipe), None
+        if "ffkit.adopted" in info.metadata:
+            return bind(recipe, info, count_params=False), None
+        check_recorded(recipe, info)
+        return recipe, None
     if recipe_name:  # named: the signature must fit; the parameter count only breaks ties when guessing
         recipe = bind(get_recipe(recipe_name), info, count_params=False)
     else:

@@ -27,10 +27,17 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import ArtifactError
+from .onnx_limits import check_model_limits
+from .onnx_wire import encode_field, encode_varint
+from .onnx_wire import fields as _fields
+from .onnx_wire import signed as _signed
+from .onnx_wire import string_pair as _string_pair
+from .onnx_wire import text as _text
+from .onnx_wire import varint as _varint
 from .paths import require_file
 
 __all__ = ["TensorInfo", "InitializerInfo", "ModelInfo", "check_onnx_path", "read_model_info", "read_initializer",
-           "load_onnx", "save_onnx", "dynamic_dims"]
+           "load_onnx", "save_onnx", "dynamic_dims", "light_model"]
 
 #: ONNX TensorProto.DataType -> numpy dtype (the ones a model's I/O or emap can use).
 ONNX_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64, 10: np.float16,
@@ -114,71 +121,6 @@ class ModelInfo:
     def initializer(self, name: str) -> InitializerInfo | None:
         """The first initializer called ``name``, or None."""
         return next((init for init in self.initializers if init.name == name), None)
-
-
-def _varint(buf, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise ValueError("truncated varint")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 70:
-            raise ValueError("varint too long")
-
-
-def _fields(buf, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
-    """Yield ``(field number, wire type, value or payload start, payload end)``.
-
-    Varint/fixed fields yield their value in the third slot and -1 as end; length-delimited
-    fields yield the payload's ``[start, end)`` in the whole buffer.
-    """
-    pos = start
-    while pos < end:
-        key, pos = _varint(buf, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(buf, pos)
-            yield number, wire, value, -1
-        elif wire == 1:
-            yield number, wire, int.from_bytes(buf[pos:pos + 8], "little"), -1
-            pos += 8
-        elif wire == 2:
-            length, pos = _varint(buf, pos)
-            if pos + length > end:
-                raise ValueError("field runs past its message")
-            yield number, wire, pos, pos + length
-            pos += length
-        elif wire == 5:
-            yield number, wire, int.from_bytes(buf[pos:pos + 4], "little"), -1
-            pos += 4
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-    if pos != end:
-        raise ValueError("message overruns its length")
-
-
-def _text(buf, start: int, end: int) -> str:
-    return bytes(buf[start:end]).decode("utf-8", errors="replace")
-
-
-def _string_pair(buf, start: int, end: int) -> tuple[str, str]:
-    """``(key, value)`` of a StringStringEntryProto (metadata_props, external_data)."""
-    key = value = ""
-    for num, wire, a, b in _fields(buf, start, end):
-        if num == 1 and wire == 2:
-            key = _text(buf, a, b)
-        elif num == 2 and wire == 2:
-            value = _text(buf, a, b)
-    return key, value
-
-
-def _signed(value: int) -> int:
-    return value - (1 << 64) if value >= 1 << 63 else value
 
 
 def _value_info(buf, start: int, end: int) -> TensorInfo:
@@ -313,8 +255,6 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
         raise ArtifactError(f"{path}: cannot read it ({err.strerror or err})") from None
     except (ValueError, IndexError) as err:
         raise ArtifactError(f"{path}: not an ONNX model or truncated ({err})") from None
-    from .onnx_limits import check_model_limits
-
     check_model_limits(info)
     return info
 
@@ -374,6 +314,56 @@ def save_onnx(model, path: str | os.PathLike) -> Path:
     with atomic_path(path, need_bytes=model.ByteSize()) as tmp:   # free space checked before writing
         onnx.save(model, str(tmp))
     return path
+
+
+#: Largest initializer (elements) :func:`light_model` keeps with its data (shape constants are small).
+LIGHT_ELEMENTS = 4096
+
+
+def _light_bytes(buf) -> tuple[bytes, list[InitializerInfo]]:
+    """``buf``'s ModelProto re-encoded without its initializers over :data:`LIGHT_ELEMENTS`
+    elements (skipped by length, never read), and those initializers' index entries."""
+    out, dropped = bytearray(), []
+    for num, wire, a, b in _fields(buf, 0, len(buf)):
+        if num != _M_GRAPH or wire != 2:
+            out += encode_field(buf, num, wire, a, b)
+            continue
+        graph = bytearray()
+        for gnum, gwire, ga, gb in _fields(buf, a, b):
+            if gnum == _G_INITIALIZER and gwire == 2:
+                init = _initializer(buf, ga, gb)
+                if init.elements > LIGHT_ELEMENTS:
+                    dropped.append(init)
+                    continue
+            graph += encode_field(buf, gnum, gwire, ga, gb)
+        out += encode_varint(_M_GRAPH << 3 | 2) + encode_varint(len(graph)) + graph
+    return bytes(out), dropped
+
+
+def light_model(source: str | os.PathLike | bytes):
+    """The ``onnx.ModelProto`` of an ONNX file (or serialised bytes) without its weights: every
+    initializer over :data:`LIGHT_ELEMENTS` elements becomes a graph input of its type and dims,
+    so ONNX shape inference sees the whole graph at the cost of its nodes (weights are skipped
+    by length, not read). A file that cannot be read is a one-line ArtifactError naming it."""
+    import onnx
+    from onnx import helper
+
+    label = "model" if isinstance(source, (bytes, bytearray)) else str(source)
+    try:
+        if isinstance(source, (bytes, bytearray)):
+            data, dropped = _light_bytes(source)
+        else:
+            with open(check_onnx_path(source), "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                data, dropped = _light_bytes(mm)
+        model = onnx.load_from_string(data)
+    except OSError as err:
+        raise ArtifactError(f"{label}: cannot read it ({err.strerror or err})") from None
+    except Exception as err:  # noqa: BLE001 - protobuf raises assorted types on garbage
+        raise ArtifactError(f"{label}: not an ONNX model or truncated ({type(err).__name__})") from None
+    listed = {vi.name for vi in model.graph.input}
+    model.graph.input.extend(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims))
+                             for init in dropped if init.name not in listed)
+    return model
 
 
 def dynamic_dims(model) -> dict[str, dict[int, str]]:

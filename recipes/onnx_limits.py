@@ -66,13 +66,15 @@ def _external_file(info, init) -> tuple[Path, int, int]:
 
 
 def _shape_values(info, name: str) -> list[int] | None:
-    """The int64 values of a small initializer ``name`` (a shape), or None if not one."""
-    from .onnx_file import read_initializer
-
+    """The int64 values of a small initializer ``name`` (a shape, stored as raw data), or None if not one."""
     init = info.initializer(name)
-    if init is None or init.data_type != 7 or len(init.dims) != 1 or init.elements > 16 or init.offset is None:
+    if (init is None or init.data_type != 7 or len(init.dims) != 1 or init.elements > 16 or init.offset is None
+            or init.packed_floats or init.length != 8 * init.elements):
         return None
-    return [int(v) for v in read_initializer(info, init).reshape(-1)]
+    with open(info.path, "rb") as f:
+        f.seek(init.offset)
+        data = f.read(init.length)
+    return [int(v) for v in np.frombuffer(data, dtype="<i8")]
 
 
 def _declared_product(values: list[int]) -> int:

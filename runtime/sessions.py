@@ -22,11 +22,12 @@ import onnxruntime as ort
 
 from ffkit.recipes.errors import ArtifactError, FfkitError
 from ffkit.recipes.onnx_file import read_model_info
+from ffkit.recipes.run_limits import RunGuard
 
 from .provider_options import ProviderOptions, provider_entries
 
 __all__ = ["PROVIDER_ALIASES", "AUTO_ORDER", "LEVELS", "SessionSettings", "session_options", "create_session",
-           "run_session", "run_bound", "binding_device", "DEVICE_PROVIDERS", "ProviderChoice", "resolve_providers", "SessionPool", "default_threads",
+           "run_session", "run_bound", "check_run", "binding_device", "DEVICE_PROVIDERS", "ProviderChoice", "resolve_providers", "SessionPool", "default_threads",
            "default_spinning"]
 
 #: ``SessionSettings.level`` names -> onnxruntime graph optimisation levels.
@@ -54,6 +55,8 @@ class SessionSettings:
             (:func:`ffkit.runtime.provider_options.parse_provider_options`), merged over that
             module's defaults (CUDA EXHAUSTIVE conv search, TensorRT FP16 + caches) at
             :func:`create_session`.
+        provider_defaults: merge those defaults in (False: the providers get exactly
+            ``provider_options``, as ``ffkit bench`` measures onnxruntime's own defaults).
     """
 
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
@@ -66,6 +69,7 @@ class SessionSettings:
     profile_prefix: str | None = None
     optimized_model_path: str | None = None
     provider_options: ProviderOptions = ()
+    provider_defaults: bool = True
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -100,9 +104,12 @@ def create_session(model: str | os.PathLike | bytes | Any, settings: SessionSett
     """An onnxruntime session for ``model``: an ONNX file path, serialised bytes, or an
     ``onnx.ModelProto`` (anything with ``SerializeToString``).
 
+    ``name`` is the file the user gave, named by every error about this session (default: the
+    path; for bytes or a proto, pass the file they were read from). Every run through
+    :func:`run_session` is first checked by a :class:`~ffkit.recipes.run_limits.RunGuard`.
+
     Raises:
-        ArtifactError: onnxruntime cannot load it; the one-line message names ``name`` (default:
-            the path, or "in-memory model").
+        ArtifactError: onnxruntime cannot load it; the one-line message names ``name``.
     """
     if isinstance(model, (str, os.PathLike)):
         read_model_info(model)   # the one reader's checks first: sizes, external data locations
@@ -110,9 +117,13 @@ def create_session(model: str | os.PathLike | bytes | Any, settings: SessionSett
         label = name or str(model)
     else:
         source = model if isinstance(model, bytes) else model.SerializeToString()
-        label = name or "in-memory model"
+        label = name or "model"
     try:
-        entries = provider_entries(settings.providers, settings.provider_options, source)
+        if settings.provider_defaults:
+            entries = provider_entries(settings.providers, settings.provider_options, source)
+        else:
+            given = {provider: dict(opts) for provider, opts in settings.provider_options}
+            entries = [(p, given[p]) if p in given else p for p in settings.providers]
         session = ort.InferenceSession(source, session_options(settings), providers=entries)
     except FfkitError:
         raise
@@ -121,11 +132,26 @@ def create_session(model: str | os.PathLike | bytes | Any, settings: SessionSett
     except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise ArtifactError(f"{label}: onnxruntime cannot load it ({_first_line(err)})") from None
     _LABELS[session] = label
+    _GUARDS[session] = RunGuard(source, label)
     return session
 
 
 #: The file (or name) each live session was made from, for messages about a failed run.
 _LABELS: "weakref.WeakKeyDictionary[ort.InferenceSession, str]" = weakref.WeakKeyDictionary()
+#: The run-size check of each live session (:mod:`ffkit.recipes.run_limits`).
+_GUARDS: "weakref.WeakKeyDictionary[ort.InferenceSession, RunGuard]" = weakref.WeakKeyDictionary()
+
+
+def check_run(session: ort.InferenceSession, feeds: Mapping[str, np.ndarray]) -> None:
+    """Refuse (one line naming the file) a run of ``session`` on ``feeds`` that would make a
+    tensor over :func:`~ffkit.recipes.run_limits.run_tensor_cap`; :func:`run_session` calls it.
+    A session not made by :func:`create_session` is not checked."""
+    try:
+        guard = _GUARDS.get(session)
+    except TypeError:   # a stand-in that cannot be weakly referenced
+        return
+    if guard is not None:
+        guard.check(feeds)
 
 
 def _first_line(err: BaseException) -> str:
@@ -205,6 +231,7 @@ def run_session(session: ort.InferenceSession, feeds: Mapping[str, np.ndarray],
     names = list(outputs) if outputs is not None else [o.name for o in session.get_outputs()]
     wanted = {i.name for i in session.get_inputs()}
     taken = {k: v for k, v in feeds.items() if k in wanted}
+    check_run(session, taken)
     try:
         device = binding_device(session)
         outs = run_bound(session, taken, names, device) if device else session.run(names, taken)

@@ -164,14 +164,15 @@ class CalibrationStats:
 
 
 def collect(model: onnx.ModelProto, samples: Sequence[Mapping[str, np.ndarray]], progress: bool = True,
-            budget_bytes: int = 1 << 30) -> CalibrationStats:
-    """Run ``model`` on every sample and accumulate each calibrated tensor's statistics."""
+            budget_bytes: int = 1 << 30, name: str | None = None) -> CalibrationStats:
+    """Run ``model`` on every sample and accumulate each calibrated tensor's statistics (``name``:
+    the file the model was read from, for messages)."""
     from onnxruntime.quantization.calibrate import HistogramCollector
 
     from .stage import progress_bar
 
     types = value_types(model)
-    probe = Probe(model, tensors_to_calibrate(model, types), types, budget_bytes=budget_bytes)
+    probe = Probe(model, tensors_to_calibrate(model, types), types, budget_bytes=budget_bytes, name=name)
     collector = HistogramCollector(method="percentile", symmetric=False, num_bins=NUM_BINS,
                                    num_quantized_bins=NUM_QUANTIZED_BINS, percentile=PERCENTILE, scenario="same")
     samples = list(samples)
@@ -187,12 +188,12 @@ def collect(model: onnx.ModelProto, samples: Sequence[Mapping[str, np.ndarray]],
 
 
 def cached_stats(model: onnx.ModelProto, model_sha: str, calibration, cache_dir: str | os.PathLike,
-                 progress: bool = True) -> tuple[CalibrationStats, Path, bool]:
+                 progress: bool = True, name: str | None = None) -> tuple[CalibrationStats, Path, bool]:
     """The statistics of ``model`` on ``calibration`` (a CalibrationSet): ``(stats, cache path, hit)``."""
     path = Path(cache_dir) / f"{calibration.recipe_name}.{model_sha[:12]}.{calibration.digest[:12]}.npz"
     stats = CalibrationStats.load(path) if path.is_file() else None
     if stats is not None:
         return stats, path, True
-    stats = collect(model, calibration.samples, progress)
+    stats = collect(model, calibration.samples, progress, name=name)
     stats.save(path, {"model_sha256": model_sha, "calibration": calibration.summary()})
     return stats, path, False

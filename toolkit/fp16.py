@@ -91,13 +91,14 @@ class Fp16Stage(Stage):
         samples = [recipe.sample_inputs(seed=0, **recipe.sample_dims), *photo_inputs(recipe)]
         if self.auto:
             outputs: dict[str, np.ndarray] = {}
-            for node, peak in overflowing_nodes(src, samples[0], self.headroom * FP16_MAX, outputs).items():
+            for node, peak in overflowing_nodes(src, samples[0], self.headroom * FP16_MAX, outputs,
+                                                name=str(in_path)).items():
                 kept.setdefault(node, f"overflow: |x| reaches {peak:.3g}")
-            reference = [outputs, *run_onnx(src, samples[1:])]
+            reference = [outputs, *run_onnx(src, samples[1:], name=in_path)]
         else:
-            reference = run_onnx(src, samples)
+            reference = run_onnx(src, samples, name=in_path)
 
-        dst, session, no_kernel = convert_loadable(src, op_block, list(kept))
+        dst, session, no_kernel = convert_loadable(src, op_block, list(kept), name=str(in_path))
         op_block = sorted({*op_block, *no_kernel})
         checks = judge(recipe, "fp16", [run_session(session, feeds) for feeds in samples], reference,
                        budget=self.budget, inputs=samples)
@@ -105,12 +106,12 @@ class Fp16Stage(Stage):
         while self.auto and not all(c.passed for c in checks) and len(rounds) < self.max_rounds:
             converted = [n.name for n in src.graph.node if n.name not in kept and n.op_type not in op_block]
             count = max(1, math.ceil(self.per_round * len(converted))) * 2 ** len(rounds)
-            worst = lossy_nodes(src, dst, samples[0], count, kept)
+            worst = lossy_nodes(src, dst, samples[0], count, kept, name=str(in_path))
             if not worst:
                 break
             for node, gain in worst.items():
                 kept[node] = f"loss: amplifies the FP16 error x{gain:.3g}"
-            dst, session, more = convert_loadable(src, op_block, list(kept))
+            dst, session, more = convert_loadable(src, op_block, list(kept), name=str(in_path))
             op_block = sorted({*op_block, *more})
             checks = judge(recipe, "fp16", [run_session(session, feeds) for feeds in samples], reference,
                        budget=self.budget, inputs=samples)
@@ -143,11 +144,12 @@ def _name_nodes(model: onnx.ModelProto) -> None:
 
 
 def overflowing_nodes(model: onnx.ModelProto, feeds, limit: float,
-                      outputs: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+                      outputs: dict[str, np.ndarray] | None = None, name: str | None = None) -> dict[str, float]:
     """``{node: max |output|}`` for nodes whose FP32 output on ``feeds`` reaches ``limit`` (or is
-    not finite). ``outputs``, if given, receives the model's graph outputs from the same run."""
+    not finite). ``outputs``, if given, receives the model's graph outputs from the same run;
+    ``name``: the file the model was read from, for messages."""
     types = value_types(model)
-    probe = Probe(model, float_node_outputs(model, types), types)
+    probe = Probe(model, float_node_outputs(model, types), types, name=name)
     producer = {o: n.name for n in model.graph.node for o in n.output}
     graph_outputs = {o.name for o in model.graph.output}
 
@@ -204,23 +206,27 @@ def _float32_outputs(model: onnx.ModelProto) -> None:
 _NO_KERNEL = re.compile(r"Could not find an implementation for (\w+)\(")
 
 
-def convert_loadable(model: onnx.ModelProto, op_block: list[str], node_block: list[str], tries: int = 8):
+def convert_loadable(model: onnx.ModelProto, op_block: list[str], node_block: list[str], tries: int = 8,
+                     name: str = "model"):
     """:func:`convert`, adding op types the CPU provider cannot load in float16 to the block list
-    until the session loads; returns ``(model, its CPU session, op types added)``."""
+    until the session loads; returns ``(model, its CPU session, op types added)``. ``name``: the
+    file ``model`` was read from, named by any error."""
     added: list[str] = []
+    label = f"{name} (converted to FP16)"
     for _ in range(tries):
         dst = convert(model, [*op_block, *added], node_block)
         try:
-            return dst, create_session(dst), added
+            return dst, create_session(dst, name=label), added
         except ArtifactError as err:
             found = _NO_KERNEL.search(str(err))
             if not found or found.group(1) in added:
-                raise ArtifactError(f"the FP16 model does not load on the CPU provider ({err})") from None
+                raise
             added.append(found.group(1))
-    raise ArtifactError(f"the FP16 model does not load on the CPU provider (kept {added} in float32)")
+    raise ArtifactError(f"{label}: does not load on the CPU provider (kept {added} in float32)")
 
 
-def lossy_nodes(src: onnx.ModelProto, dst: onnx.ModelProto, feeds, count: int, kept) -> dict[str, float]:
+def lossy_nodes(src: onnx.ModelProto, dst: onnx.ModelProto, feeds, count: int, kept,
+                name: str | None = None) -> dict[str, float]:
     """The ``count`` converted nodes that amplify the FP16 error most: ``{node: gain}``.
 
     gain = rel. L2 error of the node's output / max(rel. L2 error of its float inputs, 1e-3),
@@ -229,7 +235,8 @@ def lossy_nodes(src: onnx.ModelProto, dst: onnx.ModelProto, feeds, count: int, k
     """
     types = value_types(src)
     names = float_node_outputs(src, types)
-    found = paired_scan(Probe(src, names, types, budget_bytes=512 << 20), Probe(dst, names, budget_bytes=512 << 20),
+    found = paired_scan(Probe(src, names, types, budget_bytes=512 << 20, name=name),
+                        Probe(dst, names, budget_bytes=512 << 20, name=name and f"{name} (converted to FP16)"),
                         {n: n for n in names}, [feeds], metrics.rel_l2)
     err = {name: values[0] for name, values in found.items()}
     gains = {}

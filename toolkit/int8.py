@@ -139,19 +139,21 @@ class Int8Stage(Stage):
             to_quantize = quantizable_input(src, in_path, Path(tmp))
             preprocess(to_quantize, pre_path)
             pre = onnx_file.load_onnx(pre_path)
-            stats, cache_path, hit = cached_stats(pre, sha256_of(to_quantize), calibration, cache_dir, self.progress)
+            stats, cache_path, hit = cached_stats(pre, sha256_of(to_quantize), calibration, cache_dir, self.progress,
+                                                  name=str(in_path))
             ranges = stats.ranges(self.method)
             types = self.types()
             excluded = list(self.exclude_nodes) + [n.name for n in pre.graph.node
                                                    if n.op_type in self.exclude_op_types and n.name]
             eval_feeds = calibration.samples[: max(1, self.eval_samples)]
-            float_runs = run_onnx(pre, eval_feeds)
+            float_runs = run_onnx(pre, eval_feeds, name=in_path)
 
             def attempt(exclude: list[str]):
                 model = quantize(pre_path, ranges, types, exclude, Path(tmp), self.quantized_op_types())
                 if self.int8_weights_in_float_nodes and exclude:
                     int8_weights(model, exclude)
-                return model, judge(recipe, "int8", run_onnx(model, eval_feeds), float_runs, budget=self.budget,
+                return model, judge(recipe, "int8", run_onnx(model, eval_feeds, name=f"{in_path} (quantized)"),
+                                    float_runs, budget=self.budget,
                                     inputs=eval_feeds)
 
             dst, checks = attempt(excluded)

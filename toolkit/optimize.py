@@ -87,7 +87,7 @@ class OptimizeStage(Stage):
             del mid
             dst = onnx_file.load_onnx(target)
             check_dynamic_axes(src, dst, recipe, out_path)
-            parity, runs = check_fp32(src, target, recipe, out_path, reference=reference)
+            parity, runs = check_fp32(src, target, recipe, out_path, reference=reference, in_path=in_path)
         figures = {"nodes": [len(src.graph.node), len(dst.graph.node)], "parity": parity,
                    "onnxoptimizer_passes": passes, "prelu_rewritten": prelus}
         bound = None

@@ -18,7 +18,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from ffkit.recipes.atomic import scratch_cwd
-from ffkit.runtime.sessions import create_session
+from ffkit.runtime.sessions import check_run, create_session
 
 #: Largest initializer (elements) kept with its data for shape inference; larger ones become
 #: typed inputs, so inference needs no copy of the weights (shape constants are small).
@@ -100,13 +100,15 @@ class Probe:
     """The intermediate tensors ``names`` of ``model``, read group by group (see module docstring).
 
     ``types`` is :func:`value_types` of the model (computed if not given). The model proto is
-    left unchanged; names shape inference cannot type are ignored.
+    left unchanged; names shape inference cannot type are ignored. ``name``: the file the model
+    was read from, named by any error of its sessions.
     """
 
     def __init__(self, model: onnx.ModelProto, names: Iterable[str],
                  types: Mapping[str, tuple[int, tuple | None]] | None = None,
-                 budget_bytes: int = 1 << 30):
+                 budget_bytes: int = 1 << 30, name: str | None = None):
         self.model = model
+        self.name = name
         self.types = dict(types) if types is not None else value_types(model)
         self.names = [n for n in dict.fromkeys(names) if n in self.types]
         self.budget = budget_bytes
@@ -148,7 +150,7 @@ class Probe:
         count = len(self.model.graph.output)
         self.model.graph.output.extend(extra)
         try:
-            return create_session(self.model)
+            return create_session(self.model, name=self.name)
         finally:
             del self.model.graph.output[count:]
 
@@ -173,8 +175,11 @@ class Probe:
 
 
 def _feeds_for(session, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The feeds ``session`` takes, checked against the run cap (:func:`check_run`) first."""
     wanted = {i.name for i in session.get_inputs()}
-    return {k: v for k, v in feeds.items() if k in wanted}
+    taken = {k: v for k, v in feeds.items() if k in wanted}
+    check_run(session, taken)
+    return taken
 
 
 def paired_scan(reference: Probe, candidate: Probe, pairs: Mapping[str, str],

@@ -39,6 +39,11 @@ def quantizable_input(src: onnx.ModelProto, in_path: str | os.PathLike, tmp: Pat
     model = onnx.ModelProto()
     model.CopyFrom(src)
     if contrib:
+        foreign = sorted({f"{n.domain}:{n.op_type}" for n in src.graph.node
+                          if n.domain not in ("", "ai.onnx") and not n.domain.startswith("com.microsoft")})
+        if foreign:
+            raise ArtifactError(f"{in_path}: holds custom ops ({', '.join(foreign[:3])}) that neither onnxruntime "
+                                "nor INT8 quantization provides")
         _, left = unfuse_contrib_ops(model)
         if left:
             raise ArtifactError(f"{in_path}: holds onnxruntime-specific ops ({', '.join(left)}) that INT8 "

@@ -66,6 +66,6 @@ class SimplifyStage(Stage):
         if not ok:
             raise ArtifactError(f"{out_path}: not written, onnxsim's own check failed on {in_path}")
         check_dynamic_axes(src, dst, recipe, out_path)
-        parity, runs = check_fp32(src, dst, recipe, out_path, reference=reference)
+        parity, runs = check_fp32(src, dst, recipe, out_path, reference=reference, in_path=in_path)
         figures = {"nodes": [len(src.graph.node), len(dst.graph.node)], "parity": parity}
         return finish(src, dst, out_path, self, start, figures, tool_versions("onnxsim", "onnxruntime"), runs=runs)

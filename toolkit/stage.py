@@ -34,6 +34,7 @@ from ffkit.recipes import artifact, onnx_file
 from ffkit.recipes.atomic import check_writable
 from ffkit.recipes.errors import ArtifactError, ParityError
 from ffkit.recipes.paths import refuse_overwrite
+from ffkit.recipes.run_limits import RunGuard
 from ffkit.runtime.sessions import create_session, run_session
 from ffkit.validation.parity import fp32_parity, shape_sets
 
@@ -107,7 +108,17 @@ def open_input(path: str | os.PathLike, stage: str, accept: Iterable[str] = ("fp
         label = {"int8": "INT8 quantization", "fp16": "FP16 conversion"}.get(stage, stage)
         raise ArtifactError(f"{path}: is an {found.upper()} model; {label} needs "
                             f"{' or '.join(a.upper() for a in accept)} (run it on the FP32 artifact)")
+    check_run_sizes(path, model, recipe)
     return model, recipe
+
+
+def check_run_sizes(path: str | os.PathLike, model: onnx.ModelProto, recipe) -> None:
+    """Refuse (one line naming ``path``) a file whose run at the shapes the stages and checks use
+    (:func:`model_shape_sets`) would make a tensor over the run cap
+    (:mod:`ffkit.recipes.run_limits`), before any tool (onnxsim, the quantizer) runs it."""
+    guard = RunGuard(path, str(path))
+    for dims in model_shape_sets(model, recipe):
+        guard.check(recipe.sample_inputs(seed=0, **dims))
 
 
 def finish(src: onnx.ModelProto, dst: onnx.ModelProto, out_path: str | os.PathLike, stage: Stage,
@@ -165,24 +176,26 @@ def model_shape_sets(model: onnx.ModelProto, recipe) -> list[dict[str, int]]:
 
 
 def sample_runs(model: onnx.ModelProto | str | os.PathLike, recipe, dims_list: list[dict[str, int]],
-                seed: int = 0) -> SampleRuns:
-    """``model``'s (proto or file) outputs in onnxruntime on the recipe's sample inputs at each dims."""
-    session = create_session(model)
+                seed: int = 0, name: str | os.PathLike | None = None) -> SampleRuns:
+    """``model``'s (proto or file) outputs in onnxruntime on the recipe's sample inputs at each
+    dims; ``name``: the file a proto was read from, named by any error."""
+    session = create_session(model, name=str(name) if name is not None else None)
     return [(dims, run_session(session, recipe.sample_inputs(seed=seed, **dims))) for dims in dims_list]
 
 
 def check_fp32(src: onnx.ModelProto, dst: onnx.ModelProto | str | os.PathLike, recipe,
-               out_path: str | os.PathLike, reference: SampleRuns | None = None) -> tuple[list[dict], SampleRuns]:
+               out_path: str | os.PathLike, reference: SampleRuns | None = None,
+               in_path: str | os.PathLike | None = None) -> tuple[list[dict], SampleRuns]:
     """``dst`` matches ``src`` within the recipe's FP32 tolerance at two shapes, else ParityError.
 
     ``reference`` is ``src``'s own :func:`sample_runs` when the caller has them (the previous
     stage of a chain returned them in :attr:`StageResult.runs`); they are computed otherwise.
-    ``dst`` may be a file. Returns one figure record per shape (``{"dims", "max_abs": {output:
+    ``dst`` may be a file; ``in_path`` is the file ``src`` was read from. Returns one figure record per shape (``{"dims", "max_abs": {output:
     float}, "passed"}``) and ``dst``'s runs, for the next stage.
     """
     dims_list = model_shape_sets(src, recipe)
     if reference is None or [d for d, _ in reference] != dims_list:
-        reference = sample_runs(src, recipe, dims_list)
+        reference = sample_runs(src, recipe, dims_list, name=in_path)
     session = create_session(dst, name=str(out_path))
     runs = [(dims, run_session(session, recipe.sample_inputs(seed=0, **dims))) for dims in dims_list]
     records = fp32_parity(recipe, [(dims, got, ref) for (dims, got), (_, ref) in zip(runs, reference)],

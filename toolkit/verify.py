@@ -67,9 +67,11 @@ def _finite(value):
     return value
 
 
-def run_onnx(model: onnx.ModelProto | str | os.PathLike, samples: Sequence[Mapping[str, np.ndarray]]):
-    """Outputs of an ONNX model (CPU provider) for each input dict."""
-    session = create_session(model)
+def run_onnx(model: onnx.ModelProto | str | os.PathLike, samples: Sequence[Mapping[str, np.ndarray]],
+             name: str | os.PathLike | None = None):
+    """Outputs of an ONNX model (CPU provider) for each input dict; ``name``: the file a proto was
+    read from, named by any error."""
+    session = create_session(model, name=str(name) if name is not None else None)
     return [run_session(session, feeds) for feeds in samples]
 
 
@@ -118,6 +120,8 @@ def verify(candidate: str | os.PathLike, reference: str | os.PathLike, *, inputs
         ref_recipe = artifact.get(ref_model, "recipe")
         if ref_recipe and ref_recipe != recipe.name:
             raise ArtifactError(f"{reference}: is a {ref_recipe} artifact but {candidate} is {recipe.name}")
+        if ref_recipe:   # what it records must be what it is
+            artifact.recipe_of(ref_model, reference)
     elif not reference.is_file():
         raise ArtifactError(f"{reference}: no such reference file")
     if inputs is not None:
@@ -131,9 +135,9 @@ def verify(candidate: str | os.PathLike, reference: str | os.PathLike, *, inputs
     if inputs is None and kind != "fp32" and photo_inputs(recipe):   # a detector's budget is judged on faces
         data.samples += photo_inputs(recipe)
         described += " + the bundled photo"
-    got = run_onnx(cand_model, data.samples)
+    got = run_onnx(cand_model, data.samples, name=candidate)
     del cand_model
-    expected = run_onnx(ref_model, data.samples) if ref_is_onnx else run_checkpoint(recipe, reference, data.samples)
+    expected = run_onnx(ref_model, data.samples, name=reference) if ref_is_onnx else run_checkpoint(recipe, reference, data.samples)
     report = VerifyReport(str(candidate), str(reference), recipe.name, kind, described, len(data))
     report.outputs = judge(recipe, kind, got, expected, inputs=data.samples)
     return report
