@@ -109,6 +109,22 @@ def atomic_path(path: str | os.PathLike, need_bytes: int = 0) -> Iterator[Path]:
         raise
 
 
+def replace_file(finished: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Move the complete file ``finished`` (written in a private folder on ``path``'s filesystem,
+    e.g. a build's work folder) onto ``path`` in one rename; ``path``, if it exists, is replaced
+    whole, never left half-written. Returns ``path``. A stop already requested commits nothing."""
+    path = Path(path)
+    check_writable(path)
+    if STOP_REQUESTED.is_set():
+        raise Terminated()
+    os.chmod(finished, 0o666 & ~current_umask())
+    try:
+        os.replace(finished, os.path.realpath(path))
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(path)) from None
+    return path
+
+
 @contextlib.contextmanager
 def scratch_cwd(prefix: str = "ffkit-scratch-") -> Iterator[Path]:
     """Run the block with the current directory set to a fresh temp folder, removed afterwards.

@@ -31,6 +31,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
+from ffkit.recipes.atomic import atomic_path
 from ffkit.recipes.errors import FfkitError
 
 __all__ = ["KNOWN_OPTIONS", "ProviderOptions", "parse_provider_options", "provider_entries", "tensorrt_cache_dir",
@@ -194,10 +195,9 @@ def model_digest(model: str | os.PathLike | bytes) -> str:
             saved[key[0]] = {"size": key[1], "mtime_ns": key[2], "sha256": digest}
             try:
                 store.parent.mkdir(parents=True, exist_ok=True)
-                tmp = store.with_name(f".{store.name}.{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(saved))
-                os.replace(tmp, store)
-            except OSError:
+                with atomic_path(store) as tmp:
+                    tmp.write_text(json.dumps(saved))
+            except (OSError, FfkitError):
                 pass   # a read-only cache costs a re-hash next start, nothing else
         _DIGESTS[key] = digest
         return digest

@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ffkit.recipes import artifact, onnx_file
+from ffkit.recipes.atomic import replace_file
 from ffkit.recipes.errors import FfkitError
 from ffkit.recipes.version import __version__
+from ffkit.runtime.media import read_image
 from ffkit.validation.face_metrics import photo_inputs
 from ffkit.validation.parity import judge
 
@@ -139,21 +141,50 @@ def build(recipe_name: str, checkpoint: str | os.PathLike, outdir: str | os.Path
     calibration folder or with an unusable one) raise FfkitError; a variant that fails is
     recorded in the report (``passed: false`` with the error) and not written.
     """
-    from ffkit.recipes import get_recipe
-    from ffkit.validation import report as rep
-    from ffkit.validation.calibration import load_calibration, sample_set
-
-    from .export import check_finalize_kwargs, export_recipe
-    from .stage import model_shape_sets
-    from .verify import run_onnx
-
     opts = opts or BuildOptions()
     start = time.perf_counter()
+    recipe, finalize = _check_request(recipe_name, checkpoint, outdir, opts)
+    calibration, held_out = _calibration(recipe, opts)
+    outdir = Path(outdir)
+    made_outdir = not outdir.exists()
+    outdir.mkdir(parents=True, exist_ok=True)
+    result = BuildReport(recipe.name, outdir)
+    steps = _Steps(3 + 2 * (1 + (opts.fp16 is not None) + (opts.int8 is not None)), recipe.name)
+    work = Path(tempfile.mkdtemp(dir=outdir, prefix=f".ffkit-build-{recipe.name}-"))
+    try:
+        run = _BuildRun(recipe, opts, outdir, work, steps, result)
+        exported = run.export(checkpoint, finalize)
+        run.references(exported, calibration, held_out)
+        simplified, simplified_runs = run.simplify(exported)
+        run.variant(lambda out: opts.optimize.run(simplified, out, reference=simplified_runs), "optimize", "fp32")
+        if opts.fp16 is not None:
+            run.variant(lambda out: opts.fp16.run(simplified, out), "fp16", "fp16")
+        if opts.int8 is not None:
+            int8 = dataclasses.replace(opts.int8, calibration=calibration, cache_dir=outdir / ".ffkit-calib")
+            run.variant(lambda out: int8.run(simplified, out), "int8", "int8")
+        steps.step("report")
+        result.png = _write_png(recipe, outdir, exported, result.variants, run.preview)
+        steps.done()
+    finally:
+        steps.close()
+        shutil.rmtree(work, ignore_errors=True)
+        if made_outdir and not any(outdir.iterdir()):   # a failed build leaves no empty folder it made
+            outdir.rmdir()
+    result.seconds = time.perf_counter() - start
+    _record(result, checkpoint)
+    return result
+
+
+def _check_request(recipe_name: str, checkpoint, outdir, opts: BuildOptions):
+    """The recipe and its finalize options, after the checks made before any work (one-line FfkitError)."""
+    from ffkit.recipes import get_recipe
+
+    from .export import check_finalize_kwargs
+
     recipe = get_recipe(recipe_name)
     finalize = {**({"emap": opts.emap} if opts.emap else {}), **({"no_emap": True} if opts.no_emap else {})}
     check_finalize_kwargs(recipe, finalize)
-    outdir = Path(outdir)
-    if outdir.exists() and not outdir.is_dir():
+    if Path(outdir).exists() and not Path(outdir).is_dir():
         raise FfkitError(f"{outdir}: exists and is not a folder")
     if not Path(checkpoint).is_file():
         raise FfkitError(f"{checkpoint}: no such checkpoint file")
@@ -162,111 +193,143 @@ def build(recipe_name: str, checkpoint: str | os.PathLike, outdir: str | os.Path
             recipe.option(name)
         except KeyError:
             raise FfkitError(f"{recipe.name} has no export option {name!r}") from None
-    calibration, held_out = None, []
     if opts.int8 is not None and opts.calib is None:
         raise FfkitError(f"{recipe.name}: --int8 needs --calib DIR (a folder of calibration images)")
-    if opts.calib is not None:
-        # calibrate on the first `samples`; verify on the next `verify_samples` when the folder has
-        # them (held out), else on the first ones (in-sample, said so in the report)
-        wanted = opts.int8.samples if opts.int8 is not None else Int8Stage.samples
-        latents = opts.int8.latents if opts.int8 is not None else None
-        found = load_calibration(recipe, opts.calib, samples=(wanted or 10 ** 9) + opts.verify_samples,
-                                 latents=latents)
-        if wanted and len(found) > wanted:
-            calibration = dataclasses.replace(found, samples=found.samples[:wanted])
-            held_out = found.samples[wanted:]
-        else:
-            calibration = found
-    made_outdir = not outdir.exists()
-    outdir.mkdir(parents=True, exist_ok=True)
+    return recipe, finalize
 
-    result = BuildReport(recipe.name, outdir)
-    steps = _Steps(3 + 2 * (1 + (opts.fp16 is not None) + (opts.int8 is not None)), recipe.name)
-    work = Path(tempfile.mkdtemp(dir=outdir, prefix=f".ffkit-build-{recipe.name}-"))
-    try:
-        steps.step("export")
-        exported = work / "export.onnx"
-        export_recipe(recipe.name, checkpoint, exported, options=opts.options,
-                      finalize_kwargs=finalize)
-        steps.done()
+
+def _calibration(recipe, opts: BuildOptions):
+    """``(calibration set or None, held-out samples)``: calibrate on the first ``samples``; verify
+    on the next ``verify_samples`` when the folder has them (held out), else on the first ones
+    (in-sample, said so in the report)."""
+    from ffkit.validation.calibration import load_calibration
+
+    if opts.calib is None:
+        return None, []
+    wanted = opts.int8.samples if opts.int8 is not None else Int8Stage.samples
+    latents = opts.int8.latents if opts.int8 is not None else None
+    found = load_calibration(recipe, opts.calib, samples=(wanted or 10 ** 9) + opts.verify_samples, latents=latents)
+    if wanted and len(found) > wanted:
+        return dataclasses.replace(found, samples=found.samples[:wanted]), found.samples[wanted:]
+    return found, []
+
+
+@dataclass
+class _BuildRun:
+    """One build in its work folder: the exported reference, its outputs, and each variant made,
+    verified and moved into ``outdir`` (or recorded as failed)."""
+
+    recipe: Any
+    opts: BuildOptions
+    outdir: Path
+    work: Path
+    steps: _Steps
+    result: BuildReport
+    base_variant: str = "fp32"
+    fp32_size: int = 0
+    sample_inputs: list = field(default_factory=list)
+    calib_inputs: list = field(default_factory=list)
+    calib_kind: str = ""
+    reference: dict = field(default_factory=dict)
+
+    @property
+    def preview(self):
+        """The inputs report.png shows."""
+        return self.calib_inputs[0] if self.calib_inputs else self.sample_inputs[0]
+
+    def export(self, checkpoint, finalize: dict) -> Path:
+        """Export the checkpoint into the work folder."""
+        from .export import export_recipe
+
+        self.steps.step("export")
+        exported = self.work / "export.onnx"
+        export_recipe(self.recipe.name, checkpoint, exported, options=self.opts.options, finalize_kwargs=finalize)
+        self.steps.done()
+        return exported
+
+    def references(self, exported: Path, calibration, held_out: list) -> None:
+        """The exported model's outputs on the sample inputs and the verification images."""
+        from ffkit.validation.calibration import sample_set
+
+        from .stage import model_shape_sets
+        from .verify import run_onnx
+
         ref_model = onnx_file.load_onnx(exported)
-        fp32_size = exported.stat().st_size
-        base_variant = artifact.get(ref_model, "variant", "fp32")
-        sample_inputs = sample_set(recipe, model_shape_sets(ref_model, recipe)).samples
-        calib_inputs = held_out or (calibration.samples[: opts.verify_samples] if calibration else [])
-        calib_kind = "held-out" if held_out else "calibration (in-sample)"
-        if not calib_inputs and photo_inputs(recipe):   # a detector's budget is judged on real faces
-            calib_inputs, calib_kind = photo_inputs(recipe), "bundled photo"
-        reference = {"sample": run_onnx(ref_model, sample_inputs),
-                     "calib": run_onnx(ref_model, calib_inputs) if calib_inputs else []}
-        del ref_model
+        self.fp32_size = exported.stat().st_size
+        self.base_variant = artifact.get(ref_model, "variant", "fp32")
+        self.sample_inputs = sample_set(self.recipe, model_shape_sets(ref_model, self.recipe)).samples
+        self.calib_inputs = held_out or (calibration.samples[: self.opts.verify_samples] if calibration else [])
+        self.calib_kind = "held-out" if held_out else "calibration (in-sample)"
+        if not self.calib_inputs and photo_inputs(self.recipe):   # a detector's budget is judged on real faces
+            self.calib_inputs, self.calib_kind = photo_inputs(self.recipe), "bundled photo"
+        self.reference = {"sample": run_onnx(ref_model, self.sample_inputs, name=exported),
+                          "calib": run_onnx(ref_model, self.calib_inputs, name=exported) if self.calib_inputs else []}
 
-        def verified(stage_fn: Callable[[Path], Any], label: str, kind: str) -> Path | None:
-            """Run one stage into the work folder, verify it, move it into outdir if it passes."""
-            tmp_out = work / f"{label}.onnx"
-            steps.step(label)
-            try:
-                res = stage_fn(tmp_out)
-            except FfkitError as err:
-                steps.done()
-                steps.done()
-                result.variants.append({"variant": artifact.variant_with(base_variant, kind), "kind": kind,
-                                        "file": None, "passed": False, "error": str(err)})
-                return None
-            steps.done()
-            steps.step(f"verify {res.variant}")
-            inputs = sample_inputs + (calib_inputs if kind != "fp32" else [])
-            refs = reference["sample"] + (reference["calib"] if kind != "fp32" else [])
-            budget = {"fp16": opts.fp16, "int8": opts.int8}.get(kind)
-            checks = judge(recipe, kind, run_onnx(tmp_out, inputs), refs,
-                           budget=budget.budget if budget is not None else None, inputs=inputs)
-            entry = _summary(res.variant, checks, kind)
-            entry.update(size_bytes=res.size_bytes, size_ratio=round(res.size_bytes / fp32_size, 4),
-                         verified_on=f"{len(sample_inputs)} sample input(s)" +
-                         (f" + {len(calib_inputs)} {calib_kind} image(s)" if kind != "fp32" and calib_inputs else ""),
-                         stage=res.figures)
-            steps.done()
-            final = outdir / f"{recipe.name}.{res.variant}.onnx"
-            if entry["passed"]:
-                os.replace(tmp_out, final)
-                entry["file"] = final.name
-            else:
-                entry["file"] = None
-                entry["error"] = "failed verification; not written"
-            result.variants.append(entry)
-            return final if entry["passed"] else None
-
-        simplified = work / "simplified.onnx"
-        steps.step("simplify")
-        simplified_runs = None  # the simplified model's sample runs, handed to the FP32 stage after it
+    def simplify(self, exported: Path):
+        """``(simplified model, its sample runs)``; the exported one (no runs) if onnxsim fails."""
+        simplified = self.work / "simplified.onnx"
+        self.steps.step("simplify")
         try:
-            simplified_runs = opts.simplify.run(exported, simplified).runs
+            runs = self.opts.simplify.run(exported, simplified).runs
         except FfkitError as err:
-            result.variants.append({"variant": f"{base_variant} (simplify)", "kind": "fp32", "file": None,
-                                    "passed": False, "error": str(err)})
-            simplified = exported
-        steps.done()
-        verified(lambda out: opts.optimize.run(simplified, out, reference=simplified_runs), "optimize", "fp32")
-        if opts.fp16 is not None:
-            verified(lambda out: opts.fp16.run(simplified, out), "fp16", "fp16")
-        if opts.int8 is not None:
-            int8 = dataclasses.replace(opts.int8, calibration=calibration, cache_dir=outdir / ".ffkit-calib")
-            verified(lambda out: int8.run(simplified, out), "int8", "int8")
-        steps.step("report")
-        result.png = _write_png(recipe, outdir, exported, result.variants,
-                                calib_inputs[0] if calib_inputs else sample_inputs[0])
-        steps.done()
-    finally:
-        steps.close()
-        shutil.rmtree(work, ignore_errors=True)
-        if made_outdir and not any(outdir.iterdir()):   # a failed build leaves no empty folder it made
-            outdir.rmdir()
-    result.seconds = time.perf_counter() - start
-    data = rep.read_json(outdir / "report.json", {}) or {}
+            self.result.variants.append({"variant": f"{self.base_variant} (simplify)", "kind": "fp32", "file": None,
+                                         "passed": False, "error": str(err)})
+            simplified, runs = exported, None
+        self.steps.done()
+        return simplified, runs
+
+    def variant(self, stage_fn: Callable[[Path], Any], label: str, kind: str) -> Path | None:
+        """Run one stage into the work folder, verify it, move it into outdir if it passes."""
+        tmp_out = self.work / f"{label}.onnx"
+        self.steps.step(label)
+        try:
+            res = stage_fn(tmp_out)
+        except FfkitError as err:
+            self.steps.done()
+            self.steps.done()
+            self.result.variants.append({"variant": artifact.variant_with(self.base_variant, kind), "kind": kind,
+                                         "file": None, "passed": False, "error": str(err)})
+            return None
+        self.steps.done()
+        self.steps.step(f"verify {res.variant}")
+        entry = self.verify(tmp_out, res, kind)
+        self.steps.done()
+        final = self.outdir / f"{self.recipe.name}.{res.variant}.onnx"
+        if entry["passed"]:
+            replace_file(tmp_out, final)
+            entry["file"] = final.name
+        else:
+            entry["file"] = None
+            entry["error"] = "failed verification; not written"
+        self.result.variants.append(entry)
+        return final if entry["passed"] else None
+
+    def verify(self, candidate: Path, res, kind: str) -> dict:
+        """The report entry of one variant, judged against the exported model's outputs."""
+        from .verify import run_onnx
+
+        calib = self.calib_inputs if kind != "fp32" else []
+        inputs = self.sample_inputs + calib
+        refs = self.reference["sample"] + (self.reference["calib"] if calib else [])
+        budget = {"fp16": self.opts.fp16, "int8": self.opts.int8}.get(kind)
+        checks = judge(self.recipe, kind, run_onnx(candidate, inputs), refs,
+                       budget=budget.budget if budget is not None else None, inputs=inputs)
+        entry = _summary(res.variant, checks, kind)
+        entry.update(size_bytes=res.size_bytes, size_ratio=round(res.size_bytes / self.fp32_size, 4),
+                     verified_on=f"{len(self.sample_inputs)} sample input(s)" +
+                     (f" + {len(calib)} {self.calib_kind} image(s)" if calib else ""), stage=res.figures)
+        return entry
+
+
+def _record(result: BuildReport, checkpoint) -> None:
+    """Replace this recipe's entry of the folder's ``report.json``."""
+    from ffkit.validation import report as rep
+
+    path = result.outdir / "report.json"
+    data = rep.read_json(path, {}) or {}
     builds = data.get("builds", {}) if isinstance(data, dict) else {}
-    builds[recipe.name] = result.entry(checkpoint)
-    rep.write_json(outdir / "report.json", {"ffkit": __version__, "builds": builds})
-    return result
+    builds[result.recipe] = result.entry(checkpoint)
+    rep.write_json(path, {"ffkit": __version__, "builds": builds})
 
 
 def _write_png(recipe, outdir: Path, exported: Path, variants: list[dict], feeds) -> Path | None:
@@ -286,7 +349,10 @@ def _write_png(recipe, outdir: Path, exported: Path, variants: list[dict], feeds
     rows_dir = outdir / ".ffkit-report"
     rows_dir.mkdir(exist_ok=True)
     rep.write_png(rows_dir / f"{recipe.name}.png", row)
-    import cv2
-
-    rows = [cv2.imread(str(p)) for p in sorted(rows_dir.glob("*.png"))]
-    return rep.write_png(outdir / "report.png", rep.comparison_sheet([r for r in rows if r is not None]))
+    rows = []
+    for png in sorted(rows_dir.glob("*.png")):
+        try:
+            rows.append(read_image(png))
+        except FfkitError:   # a damaged row of an earlier build: left out of the sheet
+            pass
+    return rep.write_png(outdir / "report.png", rep.comparison_sheet(rows))

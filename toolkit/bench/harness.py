@@ -146,26 +146,17 @@ def _onnx_feeds(session, recipe_name: str | None, batch: int, dims: Mapping[str,
 
 
 def _ort_session(path, cfg: SessionConfig, profile_prefix: str | None = None):
-    """The session of the artifact at ``path``; a file onnxruntime cannot load is a one-line
+    """The session of the artifact at ``path`` from the project's one session factory (the same
+    checks of the file as the runtime's); a file onnxruntime cannot load is a one-line
     ArtifactError naming it. With ``cfg.provider_defaults`` off the providers get exactly
-    ``cfg.provider_options`` (the runtime before issue 16), else the project's factory merges
-    its defaults under them."""
+    ``cfg.provider_options`` (the runtime's old settings), else the factory merges its defaults
+    under them."""
+    import dataclasses
+
     from ffkit.runtime.sessions import create_session
 
-    if cfg.provider_defaults:
-        return create_session(str(path), cfg.settings(profile_prefix))
-    import onnxruntime as ort
-
-    from ffkit.recipes.errors import ArtifactError
-    from ffkit.runtime.sessions import session_options
-
-    settings = cfg.settings(profile_prefix)
-    given = {name: dict(opts) for name, opts in settings.provider_options}
-    entries = [(p, given[p]) if p in given else p for p in settings.providers]
-    try:
-        return ort.InferenceSession(str(path), session_options(settings), providers=entries)
-    except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise ArtifactError(f"{path}: onnxruntime cannot load it ({str(err).strip().splitlines()[0][:300]})") from None
+    settings = dataclasses.replace(cfg.settings(profile_prefix), provider_defaults=cfg.provider_defaults)
+    return create_session(str(path), settings)
 
 
 def session_applied(session) -> dict:
@@ -266,7 +257,7 @@ def _measure_variant(spec: Mapping[str, Any], cfg: SessionConfig) -> dict:
         return {"batches": rows, "peak_mb": mem.peak_mb(), "memory_method": mem.method, "load_s": round(load_s, 3)}
 
     # Imported (onnxruntime with it) before the baseline so their pages are not counted.
-    from ffkit.runtime.sessions import create_session  # noqa: F401
+    from ffkit.runtime.sessions import check_run
 
     mem.start()
     t0 = time.perf_counter()
@@ -281,6 +272,7 @@ def _measure_variant(spec: Mapping[str, Any], cfg: SessionConfig) -> dict:
             rows.append({"batch": b, "skipped": f"artifact has a fixed batch of {fixed}"})
             continue
         feeds = _onnx_feeds(session, spec.get("recipe"), b, dims)
+        check_run(session, feeds)   # the run cap, as every command applies it (outside the timing)
         first_feeds = first_feeds or feeds
         rows.append({"batch": b, "times_s": time_runs(lambda: session.run(names, feeds), **timing)})
     result = {"batches": rows, "peak_mb": mem.peak_mb(), "memory_method": mem.method, "load_s": round(load_s, 3),
