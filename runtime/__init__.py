@@ -15,9 +15,12 @@ Stages with numpy contracts (frames are ``H x W x 3`` uint8 BGR)::
 The modules, one job each::
 
     sessions            the onnxruntime session factory, providers, the session cache
-    models              pick each role's artifact from a models folder (by recorded recipe)
-    retinaface_decode   RetinaFace post-processing: priors, box/landmark decoding, NMS
-    detector            Detector: face detection on a whole frame
+    swap_options        the one declaration of the swap options (CLI, serve, jobs, Ray derive from it)
+    models              pick each role's artifact from a models folder (by recorded recipe, roles table)
+    detection           FaceDetector: the detector interface (size, normalise, forward, decode, NMS)
+    detectors/          one module per detector family, one table (open_detector by the recipe's decode)
+    retinaface_decode   RetinaFace post-processing: priors, box/landmark decoding
+    detector            Detector (RetinaFace on the interface), draw_detections
     geometry            similarity estimation, warp_face, paste_back, paste_region
     templates           template point sets and each model's alignment matrix
     embedder            Embedder: ArcFace identity embeddings

@@ -95,7 +95,8 @@ def identify(path: str | os.PathLike, strict: bool = True, role: str | None = No
     ``recipe_name`` if given, else guessed among the recipes of ``role``). An inswapper-style
     file must hold its emap (insightface reads the last initializer).
 
-    Returns None for a file that fits no recipe (or several) when not ``strict``.
+    Returns None for a file that fits no recipe (or several) when not ``strict``; a file that
+    records a recipe of this ffkit but does not have its I/O (mislabelled, damaged) always raises.
 
     Raises:
         ArtifactError: unreadable/truncated file; when ``strict``, also a file recording a recipe
@@ -109,8 +110,8 @@ def identify(path: str | os.PathLike, strict: bool = True, role: str | None = No
             raise ArtifactError(f"{path}: looks like an inswapper_128 file but holds no emap (insightface reads it "
                                 "as the last 512x512 initializer)")
     except FfkitError:
-        if strict:
-            raise
+        if strict or info.metadata.get("ffkit.recipe") in REGISTRY:
+            raise  # a file recording one of our recipes whose I/O is not that recipe's is never skipped
         return None
     if guessed is None:
         return ModelRef(path, recipe, info.metadata.get("ffkit.variant", "fp32"), False, info)

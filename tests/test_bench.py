@@ -234,16 +234,19 @@ def test_cli_compare_settings_table_header(model_dir, tmp_path, monkeypatch):
 
 
 def test_old_settings_session_gets_no_provider_defaults(monkeypatch, model_dir):
-    """The old-settings session is made without the runtime's provider defaults; the new one
-    through the project's factory (which merges them)."""
+    """Both sessions come from the project's one factory; the old-settings one without the
+    runtime's provider defaults, the new one with them (the factory merges them)."""
     from ffkit.runtime import sessions
     from ffkit.toolkit.bench import harness
 
-    made = []
-    monkeypatch.setattr(sessions, "create_session", lambda path, settings, name=None: made.append(settings) or "factory")
+    made, factory = [], sessions.create_session
+    monkeypatch.setattr(sessions, "create_session",
+                        lambda path, settings, name=None: made.append(settings) or factory(path, settings, name))
     old = bench.config.old_runtime_config(bench.SessionConfig(threads=1, provider_options=(("CUDAExecutionProvider", (("device_id", "0"),)),)))
     assert old.provider_options == () and old.spinning is True
     session = harness._ort_session(model_dir / "a.onnx", old)
-    assert made == [] and harness.session_applied(session)["allow_spinning"] == "1"
+    assert harness.session_applied(session)["allow_spinning"] == "1"
+    assert made[0].provider_defaults is False and made[0].provider_options == ()
     new = bench.config.new_runtime_config(bench.SessionConfig(threads=1), spinning=False)
-    assert harness._ort_session(model_dir / "a.onnx", new) == "factory" and made[0].spinning is False
+    assert harness.session_applied(harness._ort_session(model_dir / "a.onnx", new))["allow_spinning"] == "0"
+    assert made[1].provider_defaults is True and made[1].spinning is False
