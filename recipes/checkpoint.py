@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from . import pickled_module, torchscript_archive
+from . import ncnn, pickled_module, torchscript_archive
 from .errors import CheckpointError
 from .paths import require_file, sha256_of  # noqa: F401 - sha256_of: part of this module's API
 from .spec import Recipe
@@ -106,11 +106,14 @@ def read_state_dict(path: str | Path, recipe: Recipe) -> dict[str, torch.Tensor]
 
     Reads it as the recipe's ``checkpoint_format`` says (a ``pickled_module`` through
     :func:`_read_pickled_module`; a TorchScript archive, where the recipe's ``torchscript_archives``
-    allows it, through :mod:`.torchscript_archive`), unwraps the recipe's wrapper keys (e.g. ``params_ema`` then
-    ``params``) and a ``{'state_dict': ...}`` wrapper, and strips the recipe's optional key prefix
+    allows it, through :mod:`.torchscript_archive`; an ncnn ``.param``/``.bin`` pair, given either
+    file, through :mod:`.ncnn` and the family's ``ncnn`` module, its keys already the published
+    ones), unwraps the recipe's wrapper keys (e.g. ``params_ema`` then ``params``) and a ``{'state_dict': ...}`` wrapper, and strips the recipe's optional key prefix
     (``module.`` from DataParallel) when every key carries it.
     """
     path = Path(path)
+    if ncnn.is_ncnn(path):    # a .param/.bin pair: the recipe family's ncnn module maps it to keys
+        return {k: torch.from_numpy(v.copy()) for k, v in ncnn.read_state_dict(path, recipe).items()}
     if recipe.torchscript_archives and pickled_module.is_torchscript(path):   # read, never run
         check_archive_sizes(path)
         obj = torchscript_archive.read_state_dict(path, recipe.name)
