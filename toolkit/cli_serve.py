@@ -52,8 +52,16 @@ def serve_cmd(
     upload_timeout_s: float = typer.Option(30.0, "--upload-timeout-s", help="Refuse a body stalled this long (408)."),
     shutdown_timeout_s: float = typer.Option(5.0, "--shutdown-timeout-s",
                                              help="On SIGTERM, how long running requests may take to finish."),
+    token: Optional[str] = typer.Option(None, "--token", envvar="FFKIT_TOKEN", show_envvar=True,
+                                        help="Every API request must send Authorization: Bearer TOKEN (the page, "
+                                             "its files and /health excepted). Needed off loopback."),
+    insecure_no_token: bool = typer.Option(False, "--insecure-no-token",
+                                           help="Listen on an address other than loopback without a token."),
+    compare_variant: Optional[str] = typer.Option(None, "--compare-variant",
+                                                  help="Load a second variant set (fp32, fp16, int8) for POST "
+                                                       "/compare and the page's side-by-side view."),
 ):
-    """Serve face swapping over HTTP: GET /health, POST /swap (images), POST /jobs (videos).
+    """Serve face swapping over HTTP: a page at /, GET /health, POST /swap (images), POST /jobs (videos).
 
     Every optional model in --models (enhancer, landmarker, parser, frame enhancers) is loaded, so a
     request may ask for it (enhance, landmarks=68, mask=region, frame_enhance=NAME). Every request
@@ -72,7 +80,14 @@ def serve_cmd(
                              work_dir=work_dir, providers=providers, variant=variant,
                              swapper=swapper, threads=threads, video_workers=video_workers,
                              provider_options=tuple(provider_option or ()),
-                             upload_timeout_s=upload_timeout_s, shutdown_timeout_s=shutdown_timeout_s).checked()
+                             upload_timeout_s=upload_timeout_s, shutdown_timeout_s=shutdown_timeout_s,
+                             token=token or None, insecure_no_token=insecure_no_token,
+                             compare_variant=compare_variant).checked()  # off loopback without a token: refused
+    from .serve.access import exposure_warning
+
+    warning = exposure_warning(settings.host, settings.token)
+    if warning:
+        err.print(warning, highlight=False, soft_wrap=True, markup=False)
     sock = bind_socket(settings.host, settings.port)  # a taken port fails now, not after loading the models
     try:
         with err.status("loading models"):
@@ -80,13 +95,17 @@ def serve_cmd(
     except BaseException:
         sock.close()
         raise
-    for note in service.engine.models.notes:
+    engines = [service.engine] + ([service.compare_engine] if service.compare_engine is not None else [])
+    for note in dict.fromkeys(note for engine in engines for note in engine.models.notes):
         err.print(f"note: {note}", highlight=False, soft_wrap=True)
-    for role, described in service.engine.describe().items():
-        for info in described if isinstance(described, list) else [described]:  # frame enhancers: a list
-            out.print(f"{role:<9} {info['file']}  ({info['recipe']}, {info['variant']}; "
-                      f"{', '.join(p.replace('ExecutionProvider', '') for p in info['providers'])})",
-                      soft_wrap=True, highlight=False)
+    for k, engine in enumerate(engines):
+        if k:
+            out.print(f"compare ({settings.compare_variant}):", soft_wrap=True, highlight=False)
+        for role, described in engine.describe().items():
+            for info in described if isinstance(described, list) else [described]:  # frame enhancers: a list
+                out.print(f"{role:<9} {info['file']}  ({info['recipe']}, {info['variant']}; "
+                          f"{', '.join(p.replace('ExecutionProvider', '') for p in info['providers'])})",
+                          soft_wrap=True, highlight=False)
 
     def say(line: str) -> None:
         out.print(line, soft_wrap=True, highlight=False)

@@ -12,6 +12,8 @@ files and options. Its methods are thread-safe (the stages keep no per-frame sta
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
 import os
 from pathlib import Path
 from typing import Callable, Optional
@@ -30,13 +32,29 @@ from ffkit.runtime.swap_files import SwapSummary, swap_image, swap_video
 from .errors import InvalidOption
 from .settings import ServeSettings
 
-__all__ = ["SwapEngine"]
+__all__ = ["SwapEngine", "file_sha256"]
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes (hex), computed once per file version (path, size, mtime)."""
+    st = os.stat(path)
+    return _sha256(os.path.realpath(path), st.st_size, st.st_mtime_ns)
 
 
 class SwapEngine:
     """The loaded models and the swap calls (images and videos) on their shared sessions."""
 
     def __init__(self, settings: ServeSettings, warn: Callable[[str], None] = lambda message: None):
+        self.variant = settings.variant
         self.models, self.frame_enhancers = self._pick(settings)
         self.pool = SessionPool(resolve_providers(settings.providers), intra_op_threads=settings.session_threads,
                                 warn=warn, provider_options=parse_provider_options(settings.provider_options))
@@ -137,11 +155,13 @@ class SwapEngine:
 
     def _describe(self, ref: ModelRef) -> dict:
         return {"file": os.path.basename(ref.path), "recipe": ref.recipe.name, "variant": ref.variant,
-                "foreign": ref.foreign, "providers": list(self.pool.get(ref.path).get_providers())}
+                "foreign": ref.foreign, "providers": list(self.pool.get(ref.path).get_providers()),
+                "sha256": file_sha256(ref.path)}
 
     def describe(self) -> dict:
-        """Per role loaded: ``file`` (name), ``recipe``, ``variant``, ``foreign`` and the
-        ``providers`` its session really runs on (``session.get_providers()``); the role
+        """Per role loaded: ``file`` (name), ``recipe``, ``variant``, ``foreign``, the
+        ``providers`` its session really runs on (``session.get_providers()``) and the file's
+        ``sha256``; the role
         ``frame_enhancer`` maps to a list of those, one per frame enhancer recipe (the ``auto``
         one first)."""
         models = {role: self._describe(ref) for role, ref in self.models.used() if role != "frame_enhancer"}

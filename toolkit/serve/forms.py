@@ -8,7 +8,8 @@ of the one declaration (:data:`ffkit.runtime.swap_options.SWAP_OPTIONS`) that ap
 ``smooth``). A value out of range or not one of the allowed ones is a 422 with the very line
 ``ffkit swap`` prints for it (``{"error": "--smooth / smooth: 1 is out of range, ..."}``); the
 OpenAPI schema shows each field's default, range and choices. A ``reference`` upload switches to
-reference matching, as ``ffkit swap --reference`` does.
+reference matching, as ``ffkit swap --reference`` does. :func:`declaration` is the same fields as
+JSON (``GET /options``): the page builds its form from it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ffkit.runtime.swap_options import IMAGE, VIDEO, OptionSpec, check_values, o
 
 from .errors import InvalidOption
 
-__all__ = ["SwapForm", "form_fields", "swap_form", "job_form"]
+__all__ = ["SwapForm", "form_fields", "swap_form", "job_form", "declaration"]
 
 
 class SwapForm(dict):
@@ -68,3 +69,22 @@ def _dependency(media: str) -> Callable[..., SwapForm]:
 #: FastAPI dependencies: the fields of ``/swap`` (images) and of ``/jobs`` (videos).
 swap_form = _dependency(IMAGE)
 job_form = _dependency(VIDEO)
+
+
+def _describe(spec: OptionSpec) -> dict[str, Any]:
+    """One request option as JSON: what a form needs to show and send it (no checking: the
+    server checks what is sent, so a bad value gets ``ffkit swap``'s line)."""
+    return {"name": spec.name, "flag": spec.flag, "kind": spec.kind.__name__, "default": spec.text_default,
+            "help": spec.help, "media": sorted(spec.media), "low": spec.low, "high": spec.high,
+            "low_open": spec.low_open, "high_open": spec.high_open,
+            "range": spec.range_text() if spec.low is not None or spec.high is not None else None,
+            "choices": list(spec.choices) if spec.choices is not None else None, "is_list": spec.is_list,
+            "optional": spec.optional, "role": spec.role.name if spec.role is not None else None}
+
+
+def declaration() -> dict[str, Any]:
+    """The ``GET /options`` answer: every request option of the one declaration
+    (:data:`~ffkit.runtime.swap_options.SWAP_OPTIONS`), in its order, with the media it applies
+    to (``/swap`` takes the ``image`` ones, ``/jobs`` the ``video`` ones)."""
+    return {"options": [_describe(spec) for spec in options_for("request")],
+            "fields": {"image": [s.name for s in form_fields(IMAGE)], "video": [s.name for s in form_fields(VIDEO)]}}

@@ -5,7 +5,8 @@ job's folder and submits it; it runs on a worker thread whatever the client does
 changes nothing); the result is written atomically by the runtime into the job's folder; its
 inputs are deleted when it ends, and the whole folder (result included) once ``retention_s``
 has passed since then. Stopping the server cancels running jobs at their next frame (no partial
-output is left) and drops queued ones.
+output is left) and drops queued ones; ``DELETE /jobs/{id}`` does the same for one job (status
+``cancelled``), or removes a finished one with its result.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from ffkit.runtime.swap_files import SwapSummary
 
 from .limits import Ticket, WorkQueue
 
-__all__ = ["Job", "JobStore", "JobCancelled"]
+__all__ = ["Job", "JobStore", "JobCancelled", "STATUSES"]
 
 log = logging.getLogger("ffkit.serve")
 
-Status = Literal["queued", "running", "done", "failed"]
+Status = Literal["queued", "running", "done", "failed", "cancelled"]
+#: Every status a job may have, in its life's order.
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
 Progress = Callable[[int, int], None]
 
 
@@ -52,6 +55,11 @@ class Job:
     options: Mapping[str, Any] = field(default_factory=dict)
     finished_at: Optional[float] = None
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    cancelled_by_client: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("done", "failed", "cancelled")
 
     def as_dict(self) -> dict:
         """The ``GET /jobs/{id}`` answer: id, status, progress, error, result URL, summary, options."""
@@ -107,7 +115,10 @@ class JobStore:
             job.summary = _summary(work(progress))
             job.status = "done"
         except JobCancelled:
-            job.error, job.status = "cancelled: the server is stopping", "failed"
+            if job.cancelled_by_client:
+                job.error, job.status = "cancelled by the client", "cancelled"
+            else:
+                job.error, job.status = "cancelled: the server is stopping", "failed"
         except FfkitError as e:
             job.error, job.status = self.public(str(e)), "failed"
         except Exception:  # noqa: BLE001 - a bug must fail the job, not the worker
@@ -136,6 +147,17 @@ class JobStore:
             shutil.rmtree(job.folder, ignore_errors=True)
         return len(expired)
 
+    def cancel(self, job: Job) -> None:
+        """Make ``job`` stop at its next frame (or not start): status ``cancelled``, no output left."""
+        job.cancelled_by_client = True
+        job.cancel.set()
+
+    def remove(self, job: Job) -> None:
+        """Forget a finished ``job`` now and delete its folder (result included)."""
+        with self._lock:
+            self._jobs.pop(job.id, None)
+        shutil.rmtree(job.folder, ignore_errors=True)
+
     def cancel_all(self) -> None:
         """Make every running job stop at its next frame and every queued one not start."""
         with self._lock:
@@ -146,4 +168,4 @@ class JobStore:
         """How many jobs are in each status."""
         with self._lock:
             statuses = [j.status for j in self._jobs.values()]
-        return {s: statuses.count(s) for s in ("queued", "running", "done", "failed")}
+        return {s: statuses.count(s) for s in STATUSES}

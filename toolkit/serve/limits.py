@@ -6,7 +6,7 @@ as it arrives and cut off with 413 once it passes the limit. A body that stalls 
 
 :class:`WorkQueue` is the one bounded worker pool: ``max_running`` swaps run at once (threads
 sharing the one SessionPool) and ``max_waiting`` more may be admitted; :class:`Admission` takes a
-:class:`Ticket` for each ``POST /swap`` and ``POST /jobs`` before its body is read and answers 503
+:class:`Ticket` for each ``POST /swap``, ``/compare`` and ``/jobs`` before its body is read and answers 503
 with ``Retry-After`` when none is left. A ticket is held until the answer is sent, or, for a
 video job, until the job ends.
 """
@@ -29,7 +29,7 @@ __all__ = ["UploadLimit", "WorkQueue", "Ticket", "Admission", "TICKET_KEY", "ADM
 #: Where :class:`Admission` leaves the request's ticket in the ASGI scope.
 TICKET_KEY = "ffkit.ticket"
 #: The requests that start work.
-ADMITTED_PATHS = ("/swap", "/jobs")
+ADMITTED_PATHS = ("/swap", "/compare", "/jobs")
 
 
 def _mib(n: int) -> str:

@@ -1,7 +1,8 @@
 """Everything one ``ffkit serve`` process owns, made at start and released at stop.
 
 :class:`Service` holds the settings, the :class:`~.engine.SwapEngine` (models and the one
-SessionPool), the :class:`~.limits.WorkQueue`, the :class:`~.jobs.JobStore` and the
+SessionPool; a second one, ``compare_engine``, with ``--compare-variant``), the
+:class:`~.limits.WorkQueue`, the :class:`~.jobs.JobStore` and the
 :class:`~.uploads.WorkDir`. :meth:`Service.begin_stop` (on SIGTERM, before the HTTP side drains)
 refuses new work and cancels running jobs; :meth:`Service.close` waits for the workers and
 removes the temp folder (idempotent).
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from dataclasses import replace
 from functools import partial
 from typing import Optional
 
@@ -48,6 +50,10 @@ class Service:
     def __init__(self, settings: ServeSettings, engine: Optional[SwapEngine] = None):
         self.settings = settings.checked()
         self.engine = engine if engine is not None else SwapEngine(settings, warn=lambda m: log.warning("%s", m))
+        self.compare_engine: Optional[SwapEngine] = None
+        if settings.compare_variant is not None:
+            self.compare_engine = SwapEngine(replace(settings, variant=settings.compare_variant),
+                                             warn=lambda m: log.warning("%s", m))
         self.work = WorkDir(settings.work_dir)
         self.queue = WorkQueue(settings.max_concurrency, settings.max_queue)
         self.jobs = JobStore(self.queue, settings.retention_s, partial(public_message, work_root=self.work.root))
@@ -60,11 +66,17 @@ class Service:
 
     def health(self) -> dict:
         """The ``GET /health`` answer: models by role (file, recipe, variant, providers of the
-        session), version, limits, queue and job counts, this process's pid, RSS and CPU seconds."""
+        session, sha256), the second variant set's (``compare``, or None), whether API requests
+        need a token (``auth``), version, limits, queue and job counts, this process's pid, RSS
+        and CPU seconds."""
         s = self.settings
         rss = rss_bytes()
+        compare = None
+        if self.compare_engine is not None:
+            compare = {"variant": s.compare_variant, "models": self.compare_engine.describe()}
         return {"status": "stopping" if self.queue.stopping else "ok", "version": __version__,
-                "models": self.engine.describe(),
+                "models": self.engine.describe(), "variant": s.variant or "fp32", "compare": compare,
+                "auth": {"token_required": bool(s.token)},
                 "limits": {"max_concurrency": s.max_concurrency, "max_queue": s.max_queue,
                            "max_upload_mb": s.max_upload_mb, "retention_s": s.retention_s},
                 "queue": self.queue.stats(), "jobs": self.jobs.counts(),

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from ffkit.recipes.errors import FfkitError
 
-__all__ = ["ServeSettings", "MIB"]
+__all__ = ["ServeSettings", "MIB", "VARIANTS"]
 
 #: One mebibyte: ``--max-upload-mb`` counts in these.
 MIB = 1024 * 1024
+#: The precisions ``--variant`` and ``--compare-variant`` name.
+VARIANTS = ("fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,11 @@ class ServeSettings:
         video_workers: frames of one video job processed at once (0: cores / max_concurrency, 1..4).
         upload_timeout_s: a request body that sends nothing for this long is refused (408).
         shutdown_timeout_s: on SIGTERM, how long running requests may take to finish.
+        token: the bearer token every API request must send (None: none needed; see
+            :mod:`.access`); never shown in ``repr``.
+        insecure_no_token: listen on an address other than loopback without a token.
+        compare_variant: a second variant set loaded next to the first for ``POST /compare``
+            (``fp32`` / ``fp16`` / ``int8``; None: no second set).
     """
 
     models: Path
@@ -55,6 +62,9 @@ class ServeSettings:
     video_workers: int = 0
     upload_timeout_s: float = 30.0
     shutdown_timeout_s: float = 5.0
+    token: Optional[str] = field(default=None, repr=False)
+    insecure_no_token: bool = False
+    compare_variant: Optional[str] = None
 
     @property
     def max_upload_bytes(self) -> int:
@@ -88,4 +98,9 @@ class ServeSettings:
                 raise FfkitError(f"{option}: {rule}")
         if self.work_dir is not None and not Path(self.work_dir).is_dir():
             raise FfkitError(f"{self.work_dir}: --work-dir must be an existing folder")
+        if self.compare_variant is not None and self.compare_variant not in VARIANTS:
+            raise FfkitError(f"--compare-variant: {self.compare_variant!r} is not one of {', '.join(VARIANTS)}")
+        from .access import check_exposure
+
+        check_exposure(self.host, self.token, self.insecure_no_token)
         return self
