@@ -218,7 +218,8 @@ class Recipe:
       name: the published model's name, as in the reference manifests.
       role: one of :data:`~ffkit.recipes.roles.ROLE_NAMES` (the runtime picks artifacts by role).
       inputs/outputs: ONNX names, shapes with named dynamic axes, semantics; order is the ONNX order.
-      architecture: ``"module:function"`` building the ``torch.nn.Module`` (imported lazily).
+      architecture: ``"module:function"`` building the ``torch.nn.Module`` (imported lazily); ``""`` for a
+        recipe declared only to adopt published ONNX files (nothing to export).
       key_prefix: optional prefix some published files carry (``"module."``); accepted or not.
       wrappers: dict keys that may wrap the state_dict in the published file, in priority order.
       tolerance: FP32 parity (exported ONNX vs PyTorch, and vs the reference vectors).
@@ -329,7 +330,15 @@ class Recipe:
         return {t.name: t.draw(rng, all_dims) for t in self.inputs}
 
     def build_model(self, **options: Any):
-        """Build the ``torch.nn.Module`` in eval mode (imports torch and the architecture)."""
+        """Build the ``torch.nn.Module`` in eval mode (imports torch and the architecture).
+
+        A recipe declared only to adopt published ONNX files (``architecture`` empty: SCRFD,
+        YOLOFace) has none: a one-line FfkitError says so (``ffkit export`` / ``build`` refuse it)."""
+        if not self.architecture:
+            from .errors import FfkitError
+
+            raise FfkitError(f"{self.name}: declared only to adopt published ONNX files (no PyTorch architecture "
+                             "to export); give the .onnx file to detect, swap, simplify, quantize, verify or bench")
         module_name, func_name = self.architecture.split(":")
         builder = getattr(importlib.import_module(module_name), func_name)
         model = builder(**{**self.arch_kwargs, **options})

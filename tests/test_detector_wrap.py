@@ -94,7 +94,7 @@ def test_scrfd_wrapper_gives_retinaface_faces(retinaface, image, batched, pixels
 
 def test_yoloface_wrapper_gives_retinaface_faces(retinaface, image):
     model = detector_wrap.yoloface_from_retinaface(retinaface)
-    (out,) = _run(model, {"images": (image.astype(np.float32) / 255).transpose(2, 0, 1)[None]})
+    (out,) = _run(model, {"input": (image.astype(np.float32) / 255).transpose(2, 0, 1)[None]})
     assert out.shape == (1, 20, 16800)
     rows = out[0].T.astype(np.float64)
     want_boxes, want_points, want_scores = _retinaface_faces(retinaface, image)

@@ -246,7 +246,7 @@ def _priors(input_hw: tuple[int, int], min_sizes, strides) -> tuple[np.ndarray, 
 
 
 def yoloface_from_retinaface(model: onnx.ModelProto, *, input_hw: tuple[int, int] = (640, 640),
-                             pixels: PixelFormat = YOLOFACE_PIXELS, input_name: str = "images",
+                             pixels: PixelFormat = YOLOFACE_PIXELS, input_name: str = "input",
                              output_name: str = "output0", source_pixels: PixelFormat = RETINAFACE_PIXELS,
                              min_sizes=MIN_SIZES, strides=STRIDES, variances=VARIANCES) -> onnx.ModelProto:
     """A RetinaFace graph as a YOLOFace file (FaceFusion's ``yoloface_8n.onnx`` layout).

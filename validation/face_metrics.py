@@ -1,11 +1,12 @@
 """A detector's outputs compared where the user looks: the faces they decode to (numpy only).
 
-:func:`compare_faces` decodes a candidate's and a reference's RetinaFace outputs with the
-runtime's :func:`~ffkit.runtime.retinaface_decode.detect_faces` (Pytorch_Retinaface detect.py's
-post-processing: priors for the network input's ``H x W``, NMS 0.4, top_k 5000, keep_top_k 750)
+:func:`compare_faces` decodes a candidate's and a reference's outputs with the detector family
+the recipe declares (``open_detector(recipe, None).decode``: RetinaFace's detect.py, SCRFD's and
+YOLOFace's decodes, each with its own threshold rule and NMS, at the network input's ``H x W``)
 and matches their faces; :func:`face_checks` turns that into the per-output verdicts of a
-:class:`~ffkit.recipes.spec.FaceBudget` (``conf``: the same faces; ``loc``: worst box IoU;
-``landms``: worst landmark error), which :func:`ffkit.validation.parity.judge` returns.
+:class:`~ffkit.recipes.spec.FaceBudget` (score outputs: the same faces; box outputs: worst box
+IoU; point outputs: worst landmark error; an output carrying all three, as YOLOFace's: all
+three), which :func:`ffkit.validation.parity.judge` returns.
 
 Conventions: boxes ``[x1, y1, x2, y2]`` and landmarks ``(x, y)`` in network-input pixels; IoU
 on continuous coordinates (no "+1"); landmark error = the largest distance of one of the 5
@@ -22,7 +23,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ffkit.recipes.spec import FaceBudget, Recipe
-from ffkit.runtime.retinaface_decode import Detections, detect_faces
+from ffkit.runtime.detection import DetectParams, Detections, Placement
+from ffkit.runtime.detectors import open_detector
 
 __all__ = ["PHOTO", "photo_inputs", "FaceFigures", "box_iou", "match_faces", "decode_runs", "compare_faces",
            "face_checks", "raw_reason"]
@@ -102,23 +104,46 @@ def match_faces(reference: Detections, candidate: Detections, min_iou: float) ->
     return pairs
 
 
+def _output_kinds(detector, recipe: Recipe) -> dict[str, str]:
+    """Output name -> ``scores`` / ``boxes`` / ``points`` / ``faces`` (all three): the family's own
+    ``output_kinds()`` where it has one, else RetinaFace's ``loc``, ``conf``, ``landms``."""
+    if hasattr(detector, "output_kinds"):
+        return detector.output_kinds()
+    loc, conf, landms = recipe.output_names[:3]
+    return {loc: "boxes", conf: "scores", landms: "points"}
+
+
+def _anchor_scores(detector, outputs: Sequence[np.ndarray]) -> np.ndarray:
+    """Every anchor's face score: the family's ``anchor_scores()``, else RetinaFace's ``conf[..., -1]``."""
+    if hasattr(detector, "anchor_scores"):
+        return detector.anchor_scores(outputs)
+    return np.asarray(outputs[1])[..., -1]
+
+
 def decode_runs(recipe: Recipe, runs: Sequence[Mapping[str, np.ndarray]],
                 inputs: Sequence[Mapping[str, np.ndarray]], score_threshold: float
                 ) -> list[tuple[Detections, float]]:
-    """``(faces, median anchor face score)`` of every batch element of every run, decoded at
-    its input's ``H x W``: faces scoring ``> score_threshold``.
+    """``(faces, median anchor face score)`` of every batch element of every run, decoded by the
+    recipe's detector family as if the network input (``H x W``) were the image: faces scoring
+    above ``score_threshold`` by the family's rule.
 
-    ``runs[k]`` holds the recipe's outputs (``loc``, ``conf``, ``landms`` in its order) for the
-    feeds ``inputs[k]`` (the first input ``N x 3 x H x W``).
+    ``runs[k]`` holds the recipe's outputs (file order) for the feeds ``inputs[k]`` (the first
+    input ``N x 3 x H x W``); a family whose outputs have no batch axis (SCRFD unbatched) decodes
+    one image per run.
     """
-    loc, conf, landms = recipe.output_names[:3]
+    detector = open_detector(recipe, None)
+    params = DetectParams(max_side=0, score_threshold=score_threshold)
+    names = recipe.output_names
     found = []
     for run, feeds in zip(runs, inputs, strict=True):
-        height, width = np.shape(feeds[recipe.input_names[0]])[-2:]
-        for n in range(np.shape(run[loc])[0]):
-            dets = detect_faces(run[loc][n], run[conf][n], run[landms][n], int(height), int(width),
-                                score_threshold=score_threshold)
-            found.append((dets, float(np.median(np.asarray(run[conf][n])[..., -1]))))
+        height, width = (int(v) for v in np.shape(feeds[recipe.input_names[0]])[-2:])
+        outs = [np.asarray(run[name], np.float32) for name in names]
+        batched = len(recipe.outputs[0].shape) >= 3          # a leading batch axis
+        count = outs[0].shape[0] if batched else 1
+        for n in range(count):
+            one = [o[n:n + 1] for o in outs] if batched else outs
+            dets = detector.decode(one, Placement.identity(height, width), params)
+            found.append((dets, float(np.median(_anchor_scores(detector, one)))))
     return found
 
 
@@ -189,25 +214,31 @@ def raw_reason(faces: FaceFigures, budget: FaceBudget) -> str:
 def face_checks(recipe: Recipe, figures: Mapping[str, dict[str, float]], faces: FaceFigures, budget: FaceBudget,
                 kind: str) -> dict[str, tuple[dict[str, float], str, float, bool]]:
     """``{output: (figures, criterion, value, passed)}`` for the detector's outputs under ``budget``:
-    ``conf`` the same faces (value: lost + added), ``loc`` the worst box IoU, ``landms`` the worst
-    landmark error (no face clearly above the threshold: nothing to judge, passed). ``figures``
-    (the raw ones) are extended with the face figures that output is judged on."""
-    loc, conf, landms = recipe.output_names[:3]
+    score outputs the same faces (value: lost + added), box outputs the worst box IoU, point
+    outputs the worst landmark error (no face clearly above the threshold: nothing to judge,
+    passed); an output carrying all three (YOLOFace's) is held to all three (value: lost + added).
+    ``figures`` (the raw ones) are extended with the face figures that output is judged on."""
     t, m = budget.score_threshold, budget.score_margin
     where = f"in {_images(faces, budget)} ({kind} budget)"
     over = f"over {faces.matched} matched face(s) scoring > {t + m:g} {where}"
-    same = (f"same faces above score {t:g} (borderline {t - m:g}..{t + m:g} may flip), matched at IoU >= "
-            f"{budget.match_iou:g}: {faces.faces} found, {faces.lost} lost, {faces.added} added {where}")
     matched = faces.matched > 0
-    iou_ok = not matched or faces.worst_iou >= budget.min_iou
-    lm_ok = not matched or faces.worst_landmark <= budget.max_landmark_error
-    return {
-        conf: ({**figures[conf], "faces": faces.faces, "faces_lost": faces.lost, "faces_added": faces.added,
-                "max_score_diff": faces.max_score_diff}, same, float(faces.lost + faces.added),
-               faces.lost + faces.added == 0),
-        loc: ({**figures[loc], "worst_box_iou": faces.worst_iou},
-              f"worst box IoU >= {budget.min_iou:g} {over}", faces.worst_iou, bool(iou_ok)),
-        landms: ({**figures[landms], "worst_landmark_error": faces.worst_landmark},
-                 f"worst landmark error <= {budget.max_landmark_error:g} of the box size {over}",
-                 faces.worst_landmark, bool(lm_ok)),
+    verdicts = {
+        "scores": ({"faces": faces.faces, "faces_lost": faces.lost, "faces_added": faces.added,
+                    "max_score_diff": faces.max_score_diff},
+                   f"same faces above score {t:g} (borderline {t - m:g}..{t + m:g} may flip), matched at IoU >= "
+                   f"{budget.match_iou:g}: {faces.faces} found, {faces.lost} lost, {faces.added} added {where}",
+                   float(faces.lost + faces.added), faces.lost + faces.added == 0),
+        "boxes": ({"worst_box_iou": faces.worst_iou}, f"worst box IoU >= {budget.min_iou:g} {over}",
+                  faces.worst_iou, bool(not matched or faces.worst_iou >= budget.min_iou)),
+        "points": ({"worst_landmark_error": faces.worst_landmark},
+                   f"worst landmark error <= {budget.max_landmark_error:g} of the box size {over}",
+                   faces.worst_landmark, bool(not matched or faces.worst_landmark <= budget.max_landmark_error)),
     }
+    kinds = _output_kinds(open_detector(recipe, None), recipe)
+    checks = {}
+    for name, what in kinds.items():
+        parts = [verdicts[k] for k in (("scores", "boxes", "points") if what == "faces" else (what,))]
+        extra = {k: v for part in parts for k, v in part[0].items()}
+        checks[name] = ({**figures[name], **extra}, "; ".join(p[1] for p in parts), parts[0][2],
+                        all(p[3] for p in parts))
+    return checks

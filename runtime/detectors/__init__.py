@@ -17,12 +17,16 @@ from ffkit.recipes.spec import Recipe
 
 from ..detection import FaceDetector
 from .retinaface import RetinaFaceDetector
+from .scrfd import SCRFDDetector
+from .yoloface import YOLOFaceDetector
 
 __all__ = ["FAMILIES", "open_detector"]
 
 #: decoder name -> implementation.
 FAMILIES: dict[str, type[FaceDetector]] = {
     "retinaface": RetinaFaceDetector,
+    "scrfd": SCRFDDetector,
+    "yoloface": YOLOFaceDetector,
 }
 
 
@@ -36,8 +40,8 @@ def open_detector(model, session, families: Mapping[str, type[FaceDetector]] | N
         families: the table to look the decoder up in (:data:`FAMILIES` by default).
 
     Raises:
-        FfkitError: the recipe declares no detector decode, or one no family implements: one
-            line naming the file (or the recipe).
+        FfkitError: the recipe declares no detector decode, or one no family implements, or the
+            family refuses the file: one line naming the file (or the recipe).
     """
     recipe: Recipe = getattr(model, "recipe", model)
     where = str(getattr(model, "path", recipe.name))
@@ -48,4 +52,7 @@ def open_detector(model, session, families: Mapping[str, type[FaceDetector]] | N
     if spec.decoder not in table:
         raise FfkitError(f"{where}: no detector decodes {spec.decoder!r} outputs "
                          f"(known: {', '.join(sorted(table))})")
-    return table[spec.decoder](session, recipe)
+    try:
+        return table[spec.decoder](session, recipe)
+    except FfkitError as error:          # a family refusing the file (e.g. SCRFD without key points)
+        raise FfkitError(f"{where}: {error}") from None
