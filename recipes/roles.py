@@ -77,7 +77,9 @@ class RoleSpec:
 #: Every role, in pipeline order (``ModelSelection.used()`` and ``/health`` list them so).
 ROLE_TABLE: Mapping[str, RoleSpec] = {spec.name: spec for spec in (
     RoleSpec("detector", "faces: boxes, scores and 5 landmarks", required=True,
-             preference=("retinaface_resnet50", "retinaface_mobilenet0.25")),
+             preference=("retinaface_resnet50", "retinaface_mobilenet0.25", "scrfd_10g", "scrfd_2.5g",
+                         "scrfd_500m", "scrfd", "scrfd_10g_batched", "scrfd_2.5g_batched", "scrfd_500m_batched",
+                         "scrfd_batched", "scrfd_5s", "scrfd_5s_batched", "yoloface_8n")),
     RoleSpec("landmarker", "68 landmarks of a face", option="landmarks", when=68, preference=("fan_2dfan4",)),
     RoleSpec("embedder", "identity vector of a face", required=True,
              preference=("arcface_iresnet100", "arcface_iresnet50", "arcface_iresnet18", "simswap_arcface")),
