@@ -246,3 +246,20 @@ def test_scrfd_file_without_key_points_is_refused_in_one_line(tmp_path):
     cv2.imwrite(str(image), cv2.imread(str(PHOTO)))
     result = ffkit("detect", image, "--detector", path, "--providers", "cpu")
     assert_one_line_error(result, "scrfd_500m.onnx", "without key-point heads", "cannot be aligned")
+
+
+def test_recipes_are_adopted_by_signature_and_export_refuses_them(files, tmp_path):
+    from ffkit.recipes import REGISTRY, adoption, get_recipe
+    from ffkit.recipes.onnx_file import read_model_info
+
+    named = {name: adoption.guess(read_model_info(files / name), REGISTRY.values()).name
+             for name in ("det_10g.onnx", "scrfd_batched.onnx", "yoloface_8n.onnx")}
+    assert named == {"det_10g.onnx": "scrfd", "scrfd_batched.onnx": "scrfd_batched", "yoloface_8n.onnx": "yoloface_8n"}
+    for size, count in (("500m", 0.57e6), ("2.5g", 0.82e6), ("10g", 4.23e6)):   # named where the count fits
+        assert adoption.match(get_recipe(f"scrfd_{size}"), read_model_info(files / "det_10g.onnx")).fits is (
+            abs(read_model_info(files / "det_10g.onnx").parameter_count - count) / count <= adoption.PARAM_TOLERANCE)
+    ckpt = tmp_path / "x.pth"
+    ckpt.write_bytes(b"not used")
+    result = ffkit("export", "scrfd_10g", ckpt, "-o", tmp_path / "x.onnx")
+    assert_one_line_error(result, "scrfd_10g", "no PyTorch architecture to export")
+    assert not (tmp_path / "x.onnx").exists()

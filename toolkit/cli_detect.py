@@ -21,7 +21,8 @@ from .console import err, out
 @friendly
 def detect_cmd(
     images: list[Path] = typer.Argument(..., help="Images to search for faces."),
-    detector: Path = typer.Option(..., "--detector", help="A detector ONNX file (RetinaFace, SCRFD, YOLOFace: the family is read from the file)."),
+    detector: Path = typer.Option(..., "--detector",
+                                  help="A detector ONNX file (RetinaFace, SCRFD, YOLOFace: the family is read from it)."),
     score_threshold: float = typer.Option(0.5, "--score-threshold", help="Keep faces scoring above this (0..1)."),
     nms_threshold: float = typer.Option(0.4, "--nms-threshold", help="IoU above which overlapping boxes are merged."),
     max_side: int = typer.Option(640, "--max-side",
