@@ -94,8 +94,10 @@ def nme(candidate: np.ndarray, reference: np.ndarray) -> float:
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine similarity of two vectors (flattened, float64); 1 for two zero vectors, 0 for one."""
+    """Cosine similarity of two vectors (flattened, float64); exactly 1 for equal vectors, 0 for one zero vector."""
     x, y = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    if np.array_equal(x, y):
+        return 1.0
     nx, ny = float(np.linalg.norm(x)), float(np.linalg.norm(y))
     if nx == 0.0 or ny == 0.0:
         return 1.0 if nx == ny else 0.0
