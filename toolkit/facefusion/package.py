@@ -98,11 +98,37 @@ def _stage(ref: ModelRef, slot: Slot, staged: Path, wrappers: dict, checks: dict
     try:
         wrapped = wrappers[slot.wrapper](model)
     except (ValueError, FfkitError) as err:
-        raise ArtifactError(f"{ref.path}: cannot wrap it for FaceFusion's {slot.key} slot ({err})") from None
+        raise _Unwrappable(f"{ref.path}: cannot wrap it for FaceFusion's {slot.key} slot ({err})") from None
     mark_wrapped(wrapped, slot=slot.key, wrapper=slot.wrapper, recipe=ref.recipe.name, variant=ref.variant,
                  sha256=sha256_of(ref.path))
     save_onnx(wrapped, staged)
     return slot.wrapper, checks[slot.wrapper](ref.path, staged, ref.recipe.name)
+
+
+class _Unwrappable(ArtifactError):
+    """The file's graph is not one the slot's wrapper can take (another variant may be)."""
+
+
+def _stage_or_fallback(refs, slot, ref, staging, wrappers, checks, result, say):
+    """Stage ``ref`` for ``slot``; when its graph cannot be wrapped, the next best file of the
+    slot (other precisions), with a note. ``(ref, file name, wrapper, check line)``."""
+    tried = []
+    while True:
+        name = file_name(slot, ref.precision)
+        say(f"{slot.key}: {ref.path.name} -> {name}")
+        try:
+            return (ref, name, *_stage(ref, slot, staging / name, wrappers, checks))
+        except _Unwrappable as err:
+            tried.append(ref)
+            (staging / name).unlink(missing_ok=True)
+            rest = [r for r in refs if r not in tried and r.precision != ref.precision]
+            fallback = choose(rest, slot, None)
+            if fallback is None:
+                raise
+            result.notes.append(f"{err}; using {fallback.path.name} ({fallback.variant}) for FaceFusion's "
+                                f"{slot.key} slot")
+            result.skipped = [line for line in result.skipped if not line.startswith(f"{fallback.path.name} ")]
+            ref = fallback
 
 
 def _plan(refs: list[ModelRef], variant: str | None, result: PackageResult) -> list[tuple[Slot, ModelRef]]:
@@ -176,9 +202,7 @@ def package_facefusion(models_dir: str | os.PathLike, output: str | os.PathLike,
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.ffkit-", dir=output.parent))
     try:
         for slot, ref in plan:
-            name = file_name(slot, ref.precision)
-            say(f"{slot.key}: {ref.path.name} -> {name}")
-            wrapper, line = _stage(ref, slot, staging / name, wrappers, checks)
+            ref, name, wrapper, line = _stage_or_fallback(refs, slot, ref, staging, wrappers, checks, result, say)
             write_hash(staging / name)
             result.written.append(Packaged(slot, name, ref, wrapper, line))
         _commit(staging, output, [p.name for p in result.written])
