@@ -117,6 +117,7 @@ def match(recipe: Recipe, info: ModelInfo, count_params: bool = True) -> Match:
         for where, spec, have in pairs:
             diffs += _compare(spec, have, where)
             score += _names_agree(spec, have, recipe)
+            score -= len(have.shape) != len(spec.shape)     # another rank: a worse "closest" than another axis
     if recipe.num_params and count_params:
         count = info.parameter_count
         off = abs(count - recipe.num_params) / recipe.num_params

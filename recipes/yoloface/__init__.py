@@ -7,6 +7,7 @@ one output ``1 x 20 x A``: per prediction ``cx, cy, w, h`` (input pixels), the f
 5 key points ``(x, y, score)``.
 """
 
+from ..scrfd import BUDGETS
 from ..spec import DetectorDecode, PixelFormat, Recipe, TensorSpec, Tolerance
 
 #: FaceFusion normalize_detect_frame(..., [0, 1]) on the BGR frame.
@@ -23,6 +24,7 @@ RECIPES = (
                            sample=("uniform", 0.0, 1.0)),),
         outputs=(TensorSpec("output0", (1, 20, "A"), "per prediction cx, cy, w, h, score, 5 x (x, y, score)"),),
         architecture="", tolerance=Tolerance(atol=1e-4, rtol=1e-4), pixels=PIXELS,
+        budgets=BUDGETS,   # SCRFD's: carried over from the trained RetinaFace, unmeasured on YOLOFace
         sample_dims={"N": 1, "H": 640, "W": 640}, alt_dims={"N": 1, "H": 640, "W": 640},
         dynamic_batch=False, detector_decode=DECODE,
     ),
