@@ -88,9 +88,11 @@ def run_demo(output: Path, *, swapper: str = "inswapper_128", enhance: bool = Fa
         full_summary = _full_photo(models_dir, models, pool, image_pipe, source, target, output,
                                    rebuild=rebuild, status=status, result=result)
     vsum = _video(image_pipe, source, target, detect, output, frames, status_console, result)
+    validation = _validate(models_dir, models, output, photo, target, providers, status, result)
     _write_report(output, result, models, summary, vsum, full_summary)
     if console is not None:
         _print_tables(console, result, models)
+        _print_validation(console, validation)
     return result
 
 
@@ -230,6 +232,49 @@ def _swap_video(video_pipe, source, video_in: Path, video_out: Path, frames: int
             progress.update(task, completed=done, rate=done / elapsed if elapsed else 0.0)
 
         return swap_video(video_pipe, source, video_in, video_out, workers=WORKERS, progress=tick)
+
+
+def _validate(models_dir: Path, models, output: Path, photo: Path, target: np.ndarray, providers: str, status,
+              result: DemoResult):
+    """Make the FP16 and INT8 variants of the detector, embedder and swapper (calibrated on the
+    photo, its mirror and two crops of it) and validate those sets against FP32 on the photo and
+    the video (``output/validate/``). Returns ``(outcome, speed, machine)``."""
+    from ffkit.runtime.media import write_image
+
+    from .demo_models import build_variants
+    from .demo_pipeline import validate_sets
+
+    calib = output / "calibration"
+    calib.mkdir(exist_ok=True)
+    h, w = target.shape[:2]
+    for name, image in (("photo", target), ("mirror", target[:, ::-1]), ("top", target[: h * 3 // 4]),
+                        ("left", target[:, : w * 3 // 4])):
+        if not (calib / f"{name}.png").is_file():
+            write_image(calib / f"{name}.png", np.ascontiguousarray(image))
+    roles = [models.detector.recipe.name, models.embedder.recipe.name, models.swapper.recipe.name]
+    with status("FP16 and INT8 variants") as st:
+        result.steps += build_variants(models_dir, roles, calib, say=lambda m: st.update(m))
+    start = time.perf_counter()
+    with status("validating FP16 and INT8 against FP32") as st:
+        found = validate_sets(models_dir, models.swapper.recipe.name, output / "source.jpg",
+                              [photo, output / "input.mp4"], output / "validate", providers=providers,
+                              score_threshold=DEMO_SCORE_THRESHOLD, say=lambda m: st.update(m))
+    outcome = found[0]
+    result.steps.append(DemoStep("validate fp16, int8 vs fp32", time.perf_counter() - start,
+                                 "; ".join(f"{n}: {v['text']}" for n, v in outcome.verdicts.items() if n != "fp32")))
+    result.files["validate report"] = output / "validate" / "report.html"
+    return found
+
+
+def _print_validation(console, validation) -> None:
+    """The validate table, the speed table and the report's path."""
+    from ffkit.validation.validate.report_files import speed_table, terminal_table
+
+    outcome, speed, machine = validation
+    console.print(terminal_table(outcome.stage_rows, outcome.verdicts))
+    console.print(speed_table(speed, "fp32", f"{machine['cpu']}, {' '.join(machine['isa'])}"))
+    console.print(f"validate report: {outcome.folder / 'report.html'} (SYNTHETIC weights except the detector: the "
+                  "figures show what quantization does to these weights)", soft_wrap=True, highlight=False)
 
 
 def _write_report(output: Path, result: DemoResult, models, summary, vsum, full_summary) -> None:

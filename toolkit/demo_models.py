@@ -161,3 +161,38 @@ def build_models(models_dir: Path, recipes: list[str], *, rebuild: bool = False,
             export_recipe(name, ckpt, target, finalize_kwargs=finalize)
         steps.append(DemoStep(f"model {name}", time.perf_counter() - start, f"built: {target}"))
     return steps
+
+
+def cached_variant(path: Path, recipe_name: str, precision: str):
+    """The ModelRef of a usable cached ``precision`` artifact of ``recipe_name`` at ``path``, or None."""
+    ref = cached(path, recipe_name)
+    return ref if ref is not None and ref.precision == precision else None
+
+
+def build_variants(models_dir: Path, recipes: list[str], calib_dir: Path, *,
+                   say: Callable[[str], None] = lambda m: None) -> list[DemoStep]:
+    """Make the FP16 and INT8 (static, 4 calibration images of ``calib_dir``) variants of each
+    recipe's ``<recipe>.fp32.onnx`` beside it, as ``ffkit build --fp16 --int8`` names them; a variant
+    its stage refuses (budget missed) is not written and the step says why (validate then falls
+    back to FP32 for that role and says so). Reused when present."""
+    from .fp16 import Fp16Stage
+    from .int8 import Int8Stage
+
+    steps = []
+    for name in recipes:
+        for precision in ("fp16", "int8"):
+            target = models_dir / f"{name}.{precision}.onnx"
+            if cached_variant(target, name, precision) is not None:
+                steps.append(DemoStep(f"{precision} {name}", 0.0, f"reused: {target}"))
+                continue
+            start = time.perf_counter()
+            say(f"making the {precision} variant of {name}")
+            stage = Fp16Stage() if precision == "fp16" else Int8Stage(calib=calib_dir, samples=4, eval_samples=1,
+                                                                       progress=False)
+            try:
+                stage.run(models_dir / f"{name}.fp32.onnx", target)
+                result = f"built: {target}"
+            except FfkitError as e:
+                result = f"not kept ({str(e).splitlines()[0][:160]})"
+            steps.append(DemoStep(f"{precision} {name}", time.perf_counter() - start, result))
+    return steps

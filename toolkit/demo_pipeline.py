@@ -82,3 +82,30 @@ def run_full_photo(models_dir: Path, base_models, pool, options, source, photo_b
                                    "(landmarker, parser, swapper, upscaler: SYNTHETIC weights)"))
     return steps, {"full-pipeline target": target, "full-pipeline swap": swapped,
                    "full-pipeline sheet": sheet_path}, summary.as_dict()
+
+
+#: The candidate sets the demo validates against its FP32 set.
+VALIDATE_SETS = "fp16,int8"
+
+
+def validate_sets(models_dir: Path, swapper: str, source: Path, targets: list[Path], output: Path, *,
+                  providers: str, score_threshold: float, say=lambda m: None):
+    """``ffkit validate`` of the demo's FP16 and INT8 sets against its FP32 on ``targets``: writes
+    ``output/report.{html,json,png}`` and returns ``(outcome, speed, machine)``."""
+    from ffkit.runtime.swap_options import swap_settings
+    from ffkit.validation.validate.budgets import load_budgets
+    from ffkit.validation.validate.engine import run_validation
+    from ffkit.validation.validate.reporting import write_reports
+    from ffkit.validation.validate.sets import build_sets, parse_variants
+
+    from .bench.machine import machine_info
+
+    settings = swap_settings({"swapper": swapper, "score_threshold": score_threshold, "max_faces": 1,
+                              "providers": providers})
+    sets = build_sets(settings, models_dir, variants=parse_variants(VALIDATE_SETS))
+    pool = settings.session_pool(1)
+    val = run_validation(sets, settings, pool, source, targets,
+                         progress=lambda name, done, total: say(f"validating {name}: frame {done}/{total}"))
+    machine = machine_info()
+    outcome = write_reports(val, load_budgets(None), output, machine, options=dict(settings.values))
+    return outcome, val.speed, machine
