@@ -58,7 +58,7 @@ log = logging.getLogger("ffkit.serve")
 STATIC = Path(__file__).resolve().parent / "static"
 #: The page may load nothing from anywhere but this server.
 PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
-                                           "connect-src 'self'; script-src 'self'; style-src 'self'; "
+                                           "connect-src 'self' blob:; script-src 'self'; style-src 'self'; "
                                            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
                 "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 

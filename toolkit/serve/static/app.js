@@ -73,7 +73,7 @@ $("token-form").addEventListener("submit", (event) => {
   $("token").value = "";
   $("token-panel").hidden = true;
   showMessage("");
-  loadOptions();
+  if (!state.declaration) loadOptions();
 });
 
 $("token-button").addEventListener("click", askToken);
