@@ -6,10 +6,16 @@ Every ffkit artifact records its recipe (``ffkit.recipe``) and variant (``ffkit.
 metadata (FaceFusion's and insightface's model files, Pytorch_Retinaface exports) is adopted
 when its I/O signature fits one recipe (:mod:`ffkit.recipes.adoption`); files that fit none
 are ignored and listed.
+
+A folder ``ffkit tune`` filled holds a ``set.json`` (:data:`TUNED_SET`, read by
+:func:`read_tuned_set` only): the file it chose per role. Without an explicit ``variant``,
+:func:`pick_models` takes those files (``ModelSelection.tuned`` names the set); a
+``variant`` given wins over it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +32,7 @@ from ffkit.recipes.roles import ROLE_NAMES, ROLE_TABLE
 from ffkit.recipes.spec import Recipe
 
 __all__ = ["ROLES", "PREFERENCE", "ModelRef", "ModelSelection", "identify", "scan_models", "check_pair",
-           "require_role", "pick_models", "read_emap", "recipes_of", "wanted_roles"]
+           "require_role", "pick_models", "read_emap", "recipes_of", "wanted_roles", "TUNED_SET", "read_tuned_set"]
 
 #: Every role, in pipeline order (:data:`ffkit.recipes.roles.ROLE_TABLE`).
 ROLES = ROLE_NAMES
@@ -75,6 +81,7 @@ class ModelSelection:
     parser: ModelRef | None = None
     frame_enhancer: ModelRef | None = None
     notes: list[str] = field(default_factory=list)
+    tuned: Path | None = None   # the set.json whose files were picked (``ffkit tune``), if any
 
     def used(self) -> list[tuple[str, ModelRef]]:
         return [(role, ref) for role in ROLES if (ref := getattr(self, role)) is not None]
@@ -170,6 +177,45 @@ def require_role(path: str | os.PathLike, role: str, option: str, recipe_name: s
     return ref
 
 
+#: The file ``ffkit tune`` writes in a models folder: the chosen file per role.
+TUNED_SET = "set.json"
+
+
+def read_tuned_set(folder: str | os.PathLike) -> dict | None:
+    """``folder``'s tuned set (``{"roles": {role: {"file", "recipe", "variant", "size", ...}}, ...}``),
+    or None when it has none. One-line FfkitError for a set.json that is not one."""
+    path = Path(folder) / TUNED_SET
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FfkitError(f"{path}: not a tuned set written by ffkit tune ({type(e).__name__})") from None
+    if not isinstance(data, dict) or data.get("format") != "ffkit-tuned-set" or not isinstance(data.get("roles"), dict):
+        raise FfkitError(f"{path}: not a tuned set written by ffkit tune (no format/roles); remove or rename it")
+    return data
+
+
+def _tuned_refs(folder: Path, refs: list[ModelRef], notes: list[str]) -> tuple[list[ModelRef], Path | None]:
+    """``refs`` without the files the tuned set of ``folder`` did not choose (for each role it
+    names, the other files of the chosen recipe), and the set's path; unchanged when the folder
+    has no set or a file it names is missing or changed (a note says so)."""
+    data = read_tuned_set(folder)
+    if data is None:
+        return refs, None
+    chosen = {}
+    for role, entry in data["roles"].items():
+        ref = next((r for r in refs if r.path.name == entry.get("file") and r.role == role), None)
+        if ref is None or ref.path.stat().st_size != entry.get("size", ref.path.stat().st_size):
+            notes.append(f"{TUNED_SET}: {role} file {entry.get('file')} is missing or changed; the tuned set is "
+                         "not used (run ffkit tune again)")
+            return refs, None
+        chosen[role] = ref
+    kept = [r for r in refs if r.role not in chosen or r.recipe.name != chosen[r.role].recipe.name
+            or r is chosen[r.role]]
+    return kept, folder / TUNED_SET
+
+
 def _rank(ref: ModelRef, variant: str | None, role: str) -> tuple:
     order = PREFERENCE.get(role, ())
     precision_rank = {"fp32": 1, "fp16": 2, "int8": 3}
@@ -262,7 +308,8 @@ def pick_models(folder: str | os.PathLike, *, swapper: str | None = None, varian
             a file name in ``folder``, or a path to an ONNX file elsewhere (e.g. insightface's
             ``inswapper_128.onnx``).
         variant: preferred precision ``fp32`` / ``fp16`` / ``int8``; a role without it falls
-            back to the best other precision (fp32 first), with a note.
+            back to the best other precision (fp32 first), with a note. None: the folder's
+            tuned set (``set.json`` of ``ffkit tune``) when it has one, else fp32 first.
         enhance: also pick the enhancer (GFPGAN); with a parser in the folder, it is picked too
             (the restored face is then pasted inside the parser's face region).
         need_swapper: False to pick only detector and embedder (``--reference`` matching).
@@ -283,6 +330,9 @@ def pick_models(folder: str | os.PathLike, *, swapper: str | None = None, varian
     folder = Path(folder)
     refs, ignored = scan_models(folder)
     notes = [f"ignored {p.name}: records no ffkit recipe and its I/O fits no single recipe" for p in ignored]
+    tuned = None
+    if variant is None:
+        refs, tuned = _tuned_refs(folder, refs, notes)
     chosen: dict[str, ModelRef | None] = {}
     for role in ("detector", "embedder"):
         if role == "embedder" and need_swapper:
@@ -314,7 +364,11 @@ def pick_models(folder: str | os.PathLike, *, swapper: str | None = None, varian
         if chosen["frame_enhancer"] is None:
             raise FfkitError(f"{folder}: no {frame_enhance if frame_enhance != 'auto' else 'frame enhancer'} "
                              f"artifact in the models folder ({_recipes_of('frame_enhancer')}); build one")
-    return ModelSelection(notes=notes, **chosen)
+    selection = ModelSelection(notes=notes, tuned=tuned, **chosen)
+    if tuned is not None:
+        notes.append(f"tuned set picked ({tuned}, ffkit tune): " + ", ".join(
+            f"{role} {ref.variant}" for role, ref in selection.used()) + "; --variant overrides it")
+    return selection
 
 
 def read_emap(ref: ModelRef) -> np.ndarray:

@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from . import cli_bench, cli_detect, cli_package, cli_runtime, cli_serve, cli_stages, cli_validate, signals  # noqa: F401 - cli_* register commands
+from . import cli_bench, cli_detect, cli_package, cli_runtime, cli_serve, cli_stages, cli_tune, cli_validate, signals  # noqa: F401 - cli_* register commands
 from .cli_app import app, friendly
 from .console import err, human_size, out
 

@@ -43,9 +43,13 @@ def _write_json(path: Path, data: dict) -> None:
 def _print_models(models, pool) -> None:
     """One line per artifact used: role, file, recipe, variant, the providers its session runs on."""
     used = dict(pool.loaded())
+    if getattr(models, "tuned", None) is not None:
+        out.print(f"models: the tuned set of {models.tuned} (ffkit tune; --variant overrides it)",
+                  soft_wrap=True, highlight=False)
     for role, ref in models.used():
         providers = used.get(str(ref.path.resolve()), ())
         origin = ", foreign file recognised by its I/O" if ref.foreign else ""
+        origin += ", tuned set" if getattr(models, "tuned", None) is not None else ""
         out.print(f"{role:<9} {ref.path}  ({ref.recipe.name}, {ref.variant}{origin}; "
                   f"{', '.join(p.replace('ExecutionProvider', '') for p in providers)})",
                   soft_wrap=True, highlight=False)

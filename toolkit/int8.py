@@ -319,6 +319,22 @@ def blame(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto, sq: dict[str
     return charged
 
 
+def blame_ranking(in_path: str | os.PathLike, qdq_path: str | os.PathLike, feeds_list,
+                  op_types: list[str] | None = None) -> list[tuple[str, float]]:
+    """The quantized nodes of the INT8 artifact at ``qdq_path`` (made by :class:`Int8Stage` from
+    the FP32 ``in_path``), most-blamed first: ``[(node name, dB)]`` (:func:`blame` of
+    :func:`tensor_sqnr` on ``feeds_list``). The names are those ``exclude_nodes`` takes; a caller
+    ranking the float fallback by another measure starts from this order."""
+    src = onnx_file.load_onnx(in_path)
+    with tempfile.TemporaryDirectory(prefix=".ffkit-rank-") as tmp:
+        pre_path = Path(tmp) / "pre.onnx"
+        preprocess(quantizable_input(src, in_path, Path(tmp)), pre_path)
+        pre = onnx_file.load_onnx(pre_path)
+    qdq = onnx_file.load_onnx(qdq_path)
+    charged = blame(pre, qdq, tensor_sqnr(pre, qdq, feeds_list), op_types or list(OP_TYPES))
+    return sorted(charged.items(), key=lambda item: (-item[1], item[0]))
+
+
 def auto_exclude(float_model, qdq_model, feeds_list, excluded: list[str], attempt: Callable,
                  op_types: list[str] | None = None, rounds: int = 6, first: float = 0.05):
     """Keep the most-blamed quantized nodes in float until the budget holds.

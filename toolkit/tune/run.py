@@ -1,0 +1,183 @@
+"""``ffkit tune``'s run: candidates per role, each judged alone (the rest at FP32), the float
+fallback ladder where INT8 fails, timings, the search, and the outputs (:mod:`.output`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from ffkit.recipes.errors import FfkitError
+from ffkit.validation.validate.budgets import load_budgets
+from ffkit.validation.validate.engine import expand_targets
+from ffkit.validation.validate.sets import ModelSet
+
+from .cache import TuneCache
+from .candidates import DEFAULT_KINDS, Candidate, plain_candidates
+from .fallback import ladder, rank_nodes
+from .judge import REFERENCE, Judge
+from .search import Option, search
+from .speed import time_candidates
+
+__all__ = ["TuneRequest", "TuneResult", "run_tune"]
+
+#: Model runs per frame of the roles that run once per frame; the others run once per face.
+PER_FRAME = {"detector": 1.0, "frame_enhancer": 1.0}
+
+
+@dataclass
+class TuneRequest:
+    """What to tune: the folder, calibration images, judging targets and source, the swap
+    option values (``settings``), the budget file, the time limit, which candidates and roles."""
+
+    models: Path
+    calib: Path
+    targets: Sequence[Path]
+    source: Path
+    settings: object
+    budget: Optional[Path] = None
+    time_limit_min: float = 15.0
+    kinds: Sequence[str] = DEFAULT_KINDS
+    roles: Optional[Sequence[str]] = None
+    every: int = 1
+    frames: int = 0
+    calib_samples: int = 16
+    shortlist: int = 4
+    method: str = "auto"
+    rounds: int = 2
+
+
+@dataclass
+class TuneResult:
+    chosen: dict
+    candidates: dict
+    final: object
+    reference: ModelSet
+    budgets: dict
+    method: str
+    checks: list
+    ranking: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+    seconds: float = 0.0
+    cache: Optional[TuneCache] = None
+
+
+def _reference(req: TuneRequest) -> ModelSet:
+    settings = dataclasses.replace(req.settings, values={**req.settings.values, "variant": "fp32"})
+    return ModelSet(REFERENCE, settings.pick(req.models), Path(req.models))
+
+
+def _judge_alone(judge: Judge, cands: Sequence[Candidate]) -> None:
+    todo = [c for c in cands if c.passed is None]
+    for c, j in zip(todo, judge.judge([{c.role: c} for c in todo])):
+        c.passed, c.reason, c.spend = j.passed, j.text, j.spend
+
+
+def run_tune(req: TuneRequest, on_step: Callable[[str], None] = lambda message: None) -> TuneResult:
+    """Tune ``req.models`` (see the module docstring); writes nothing but the cache (the caller
+    places the files and writes the reports, :mod:`.output`)."""
+    start = time.monotonic()
+    deadline = start + req.time_limit_min * 60
+
+    def time_left() -> float:
+        return deadline - time.monotonic()
+
+    budgets = load_budgets(req.budget)
+    targets = expand_targets(req.targets)
+    models = Path(req.models)
+    cache = TuneCache.of(models)
+    reference = _reference(req)
+    judge = Judge(req.settings, reference, Path(req.source), targets, budgets, cache, req.every, req.frames,
+                  on_step=on_step)
+    roles = [(role, ref) for role, ref in reference.selection.used() if req.roles is None or role in req.roles]
+    if req.roles is not None and not roles:
+        raise FfkitError(f"--roles {','.join(req.roles)}: none of these roles is in the set of {models}")
+    notes: list[str] = []
+    cands: dict[str, list[Candidate]] = {}
+    calibrations = {}
+    for role, ref in roles:
+        base = Candidate(role, "fp32", ref.path, ref.recipe.name, passed=True, reason="reference")
+        calibration = None
+        if {"int8", "fallback"} & set(req.kinds):
+            from ffkit.validation.calibration import load_calibration
+
+            calibration = calibrations[role] = load_calibration(ref.recipe, req.calib, samples=req.calib_samples)
+        cands[role], more = plain_candidates(cache, base, req.kinds, calibration, on_step, time_left)
+        notes += more
+    _judge_alone(judge, [c for cs in cands.values() for c in cs[1:]])
+    ranking = _fallbacks(req, cands, calibrations, cache, judge, notes, on_step, time_left)
+    passing = {role: [c for c in cs if c.passed] for role, cs in cands.items()}
+    first = judge.judge([{}])[0]
+    faces = max(1.0, _count_faces(first.rows))
+    frames = max(1, len({(r["target"], r["frame"]) for r in first.rows if r["frame"] >= 0}))
+    batches = {role: (1,) if role in PER_FRAME or faces < 1.5 else (1, int(round(faces))) for role in passing}
+    time_candidates([c for cs in passing.values() for c in cs], _session(req.settings), batches, cache,
+                    rounds=req.rounds, on_step=on_step)
+    calls = {role: PER_FRAME.get(role, 1.0 / frames if role == "embedder" else faces) for role in passing}
+    options = {role: [Option(_key(c), _latency(c) / 1e3 * calls[role], c.spend) for c in cs]
+               for role, cs in passing.items()}
+    by_key = {_key(c): c for cs in passing.values() for c in cs}
+    ref_seconds = 1.0 / first.ref_fps if first.ref_fps else 0.0
+    base = max(0.0, ref_seconds - sum(opts[0].seconds for opts in options.values()))
+
+    def check(choice) -> bool:
+        on_step("checking " + ", ".join(f"{r}={by_key[o.key].label}" for r, o in choice.items()))
+        return judge.judge([{r: by_key[o.key] for r, o in choice.items()}])[0].passed
+
+    outcome = search(options, base, check, method=req.method)
+    chosen = {role: by_key[o.key] for role, o in outcome.choice.items()}
+    final = judge.judge([chosen])[0]
+    if all(c.label == "fp32" for c in chosen.values()):
+        final.fps = final.ref_fps   # the reference's own files: one speed, not two noisy ones
+    checks = [{"set": {r: by_key[k].label for r, k in keys.items()}, "passed": ok} for keys, ok in outcome.checks]
+    return TuneResult(chosen, cands, final, reference, budgets, outcome.method, checks, ranking, notes,
+                      time.monotonic() - start, cache)
+
+
+def _count_faces(rows) -> float:
+    frames = {(r["target"], r["frame"]) for r in rows if r["frame"] >= 0}
+    faces = [r for r in rows if r["stage"] == "swapper" and r["metric"] == "psnr" and r["mode"] == "isolated"]
+    return len(faces) / max(1, len(frames))
+
+
+def _key(c: Candidate) -> str:
+    return f"{c.role}:{c.path.name}"
+
+
+def _latency(c: Candidate) -> float:
+    return c.latency_ms.get(max(c.latency_ms), 0.0) / max(c.latency_ms) if c.latency_ms else 0.0
+
+
+def _session(settings):
+    from ffkit.runtime.sessions import resolve_providers
+
+    from ..bench.config import SessionConfig
+
+    return SessionConfig(providers=tuple(resolve_providers(settings.values["providers"]).providers),
+                         provider_options=tuple(settings.provider_options))
+
+
+def _fallbacks(req, cands, calibrations, cache, judge, notes, on_step, time_left) -> dict:
+    """The ladder of each role whose plain INT8 fails alone (added to ``cands``): the ranking per role."""
+    ranking = {}
+    if "fallback" not in req.kinds:
+        return ranking
+    for role, cs in cands.items():
+        int8 = next((c for c in cs if c.label == "int8"), None)
+        if int8 is None or int8.passed:
+            continue
+        if time_left() <= 0:
+            notes.append(f"{role}: INT8 fails alone; no float fallback tried, the time limit was reached")
+            continue
+        alone = judge.judge([{role: int8}])[0]
+        ranked, singles = rank_nodes(role, cs[0], int8, alone, calibrations[role], cache, judge.judge,
+                                     req.shortlist, on_step)
+        ranking[role] = ranked
+        steps = ladder(role, cs[0], ranked, singles, calibrations[role], cache, on_step, time_left)
+        for c in steps:
+            if all(c.path != o.path for o in cs):
+                cs.append(c)
+        _judge_alone(judge, cs)
+    return ranking
