@@ -122,6 +122,10 @@ def run_validate(settings, *, source, target, models, output, variants, against,
     outcome = write_reports(val, budgets, output, machine, options=_jsonable(settings.values), json_out=json_out)
     out.print(terminal_table(outcome.stage_rows, outcome.verdicts))
     out.print(speed_table(val.speed, sets[0].name, f"{machine['cpu']}, {' '.join(machine['isa'])}"))
+    t = val.timing
+    out.print(f"validate took {t['wall_seconds']:.1f} s, {t['overhead_ratio']:.2f}x the {t['swap_seconds']:.1f} s the "
+              f"sets spent swapping (the judging and reports are the rest; {machine['cpu']})", highlight=False,
+              soft_wrap=True)
     for name, v in outcome.verdicts.items():
         out.print(f"{name}: {v['text']}", highlight=False, soft_wrap=True)
     out.print(f"report: {output / 'report.html'}", highlight=False, soft_wrap=True)

@@ -43,7 +43,8 @@ class Sample:
 @dataclass
 class Validation:
     """Everything one run measured. ``rows``: one dict per figure (set, target, frame, face,
-    stage, mode, metric, value); ``speed``: per set frames, seconds; ``memory``: RSS figures."""
+    stage, mode, metric, value); ``speed``: per set frames, seconds; ``memory``: RSS figures;
+    ``timing``: the run's wall time against the sets' own swapping time (validate's overhead)."""
 
     sets: list[ModelSet]
     rows: list[dict] = field(default_factory=list)
@@ -52,6 +53,7 @@ class Validation:
     memory: dict = field(default_factory=dict)
     targets: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    timing: dict = field(default_factory=dict)
 
 
 def rss_mb() -> float:
@@ -197,6 +199,7 @@ def run_validation(sets: Sequence[ModelSet], settings, pool, source: Path, targe
         sheet_frames: frames of each target kept for the contact sheet.
         progress: called ``(target name, frames done, frames planned)`` after each frame.
     """
+    wall = time.perf_counter()
     val = Validation(list(sets))
     source_image = read_image(source)
     runs = open_sets(sets, settings, pool, source_image, str(source))
@@ -227,6 +230,9 @@ def run_validation(sets: Sequence[ModelSet], settings, pool, source: Path, targe
         val.targets.append({"path": str(path), "kind": "video" if is_video_path(path) else "image", "frames": done})
     val.speed = {r.name: {"frames": r.frames, "seconds": r.seconds,
                           "frames_per_second": r.frames / r.seconds if r.seconds else math.nan} for r in runs}
+    swap_seconds = sum(r.seconds for r in runs)
+    val.timing = {"wall_seconds": time.perf_counter() - wall, "swap_seconds": swap_seconds,
+                  "overhead_ratio": (time.perf_counter() - wall) / swap_seconds if swap_seconds else math.nan}
     val.memory = {"rss_start_mb": rss_start, "rss_end_mb": rss_mb(), "peak_rss_mb": peak_rss_mb()}
     return val
 
