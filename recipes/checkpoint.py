@@ -108,8 +108,9 @@ def read_state_dict(path: str | Path, recipe: Recipe) -> dict[str, torch.Tensor]
     :func:`_read_pickled_module`; a TorchScript archive, where the recipe's ``torchscript_archives``
     allows it, through :mod:`.torchscript_archive`; an ncnn ``.param``/``.bin`` pair, given either
     file, through :mod:`.ncnn` and the family's ``ncnn`` module, its keys already the published
-    ones), unwraps the recipe's wrapper keys (e.g. ``params_ema`` then ``params``) and a ``{'state_dict': ...}`` wrapper, and strips the recipe's optional key prefix
-    (``module.`` from DataParallel) when every key carries it.
+    ones), unwraps the recipe's wrapper keys (e.g. ``params_ema`` then ``params``) and a
+    ``{'state_dict': ...}`` wrapper, and strips the recipe's optional key prefix (``module.`` from
+    DataParallel) when every key carries it.
     """
     path = Path(path)
     if ncnn.is_ncnn(path):    # a .param/.bin pair: the recipe family's ncnn module maps it to keys

@@ -162,7 +162,8 @@ def _layer(fields: list[str], path: Path, line: int) -> NcnnLayer:
         except ValueError:
             key = None
         if not eq or key is None:
-            raise CheckpointError(f"{path}: line {line}: layer {name}: {item!r} is not key=value (malformed ncnn param)")
+            raise CheckpointError(f"{path}: line {line}: layer {name}: {item!r} is not key=value "
+                                  "(malformed ncnn param)")
         if key <= ARRAY_KEY:
             parts = value.split(",")
             count = _number(parts[0], path, line)
