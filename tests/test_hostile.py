@@ -350,6 +350,9 @@ def test_every_command_answers_a_garbage_file_in_one_line(workdir, tmp_path):
         "swap": ["swap", "--source", ASTRONAUT, "--target", ASTRONAUT, "-o", out / "o.png", "--models", folder],
         "bench": ["bench", folder],
         "serve": ["serve", "--models", folder, "--port", "0"],
+        "validate": ["validate", "--source", ASTRONAUT, "--target", ASTRONAUT, "--models", folder, "-o", out / "r"],
+        "package": ["package", "--for", "facefusion", folder, "-o", out / "ff"],
+        "tune": ["tune", "--models", folder, "--calib", folder, "--validate", ASTRONAUT, "--source", ASTRONAUT],
         "recipes": None, "demo": None,   # take no input file
     }
     registered = {c.name or c.callback.__name__ for c in app.registered_commands}
