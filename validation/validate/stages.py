@@ -152,10 +152,11 @@ def judge_faces(R: SetRun, C: SetRun, frame: np.ndarray, ref: FrameTrace, cand: 
             rows += [Row("swapper", CHAINED, "psnr", psnr_u8(crop_c, crop_r), i),
                      Row("swapper", CHAINED, "ssim", ssim(crop_c, crop_r), i)]
         id_ref = cosine(src, judge.embed(ref.pre, lm_r))
+        id_cand = cosine(src, judge.embed(cand.pre, lm_r))
         pasted = paste_back(frame, crop_i, m)
         rows += [Row("identity", ISOLATED, "drop", id_ref - cosine(src, judge.embed(pasted, lm_r)), i),
-                 Row("identity", CHAINED, "drop", id_ref - cosine(src, judge.embed(cand.pre, lm_r)), i),
-                 Row("identity", CHAINED, "cosine", cosine(src, judge.embed(cand.pre, lm_r)), i),
+                 Row("identity", CHAINED, "drop", id_ref - id_cand, i),
+                 Row("identity", CHAINED, "cosine", id_cand, i),
                  Row("identity", "reference", "cosine", id_ref, i)]
         rows += judge_parser(R, C, crop_r, crop_c, i)
         rows += judge_enhancer(R, C, frame, lm_r, lm_c, i)
