@@ -103,8 +103,11 @@ def run_tune_cli(settings, *, models, calib, validate, source, budget, time_limi
         _warn("--variant is ignored: tune chooses the variant of every role")
     req = TuneRequest(models, calib, validate, source, settings, budget, time_limit, kinds,
                       _parse_list(roles, ROLE_NAMES, "--roles"), every, frames, method=search)
-    with err.status("tune: starting") as status:
-        result = run_tune(req, on_step=lambda m: status.update(f"tune: {m}"))
+    if err.is_terminal:
+        with err.status("tune: starting") as status:
+            result = run_tune(req, on_step=lambda m: status.update(f"tune: {m}"))
+    else:   # a log: one line per step
+        result = run_tune(req, on_step=lambda m: err.print(f"tune: {m}", highlight=False, soft_wrap=True))
     machine = machine_info()
     placed = place_files(models, result.chosen, result.reference.selection)
     summary = _summary(result, machine)

@@ -128,6 +128,9 @@ def run_tune(req: TuneRequest, on_step: Callable[[str], None] = lambda message: 
 
     outcome = search(options, base, check, method=req.method)
     chosen = {role: by_key[o.key] for role, o in outcome.choice.items()}
+    for role, ref in reference.selection.used():   # roles not tuned keep their FP32 file, in set.json too
+        chosen.setdefault(role, Candidate(role, "fp32", ref.path, ref.recipe.name, passed=True, reason="not tuned"))
+    chosen = {role: chosen[role] for role, _ in reference.selection.used()}
     final = judge.judge([chosen])[0]
     if all(c.label == "fp32" for c in chosen.values()):
         final.fps = final.ref_fps   # the reference's own files: one speed, not two noisy ones

@@ -18,6 +18,15 @@ from .candidates import Candidate
 __all__ = ["time_candidates"]
 
 
+def _fixed_batch(path) -> int | None:
+    """The static batch of the file's first input, if it has one (other batches are skipped)."""
+    from ffkit.recipes.onnx_file import read_model_info
+
+    inputs = read_model_info(path).inputs
+    first = inputs[0].shape[0] if inputs and inputs[0].shape else None
+    return first if isinstance(first, int) and first > 0 else None
+
+
 def time_candidates(candidates: Sequence[Candidate], session: SessionConfig, batches: Mapping[str, Sequence[int]],
                     cache: TuneCache, rounds: int = 2, max_seconds: float = 2.0,
                     on_step: Callable[[str], None] = lambda message: None) -> None:
@@ -37,7 +46,7 @@ def time_candidates(candidates: Sequence[Candidate], session: SessionConfig, bat
             on_step(f"timing {c.role} {c.label} (round {rnd + 1}/{rounds}, {i + 1}/{len(todo)})")
             spec = {"kind": "onnx", "path": str(c.path), "recipe": c.recipe, "batches": list(batches[c.role]),
                     "session": session.as_dict(), "warmup": 2, "repeat": 10, "max_seconds": max_seconds,
-                    "min_runs": 3}
+                    "min_runs": 3, "fixed_batch": _fixed_batch(c.path)}
             for row in measure(spec)["batches"]:
                 if "times_s" in row:
                     times[id(c)].setdefault(row["batch"], []).extend(row["times_s"])
