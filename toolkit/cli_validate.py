@@ -97,7 +97,7 @@ def run_validate(settings, *, source, target, models, output, variants, against,
     from ffkit.validation.validate.reporting import write_reports
     from ffkit.validation.validate.sets import build_sets, parse_mix, parse_variants
 
-    from .bench.machine import machine_info
+    from .validate_machine import validate_machine
 
     targets, budgets = _check(source, target, models, output, against, budget, json_out)
     if against is not None and mix is not None:
@@ -118,7 +118,7 @@ def run_validate(settings, *, source, target, models, output, variants, against,
             progress.update(task, description=name, completed=done, total=total or None)
 
         val = run_validation(sets, settings, pool, source, targets, every=every, frames=frames, progress=tick)
-    machine = machine_info()
+    machine = validate_machine()
     outcome = write_reports(val, budgets, output, machine, options=_jsonable(settings.values), json_out=json_out)
     out.print(terminal_table(outcome.stage_rows, outcome.verdicts))
     out.print(speed_table(val.speed, sets[0].name, f"{machine['cpu']}, {' '.join(machine['isa'])}"))

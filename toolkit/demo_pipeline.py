@@ -98,7 +98,7 @@ def validate_sets(models_dir: Path, swapper: str, source: Path, targets: list[Pa
     from ffkit.validation.validate.reporting import write_reports
     from ffkit.validation.validate.sets import build_sets, parse_variants
 
-    from .bench.machine import machine_info
+    from .validate_machine import validate_machine
 
     settings = swap_settings({"swapper": swapper, "score_threshold": score_threshold, "max_faces": 1,
                               "providers": providers})
@@ -106,6 +106,6 @@ def validate_sets(models_dir: Path, swapper: str, source: Path, targets: list[Pa
     pool = settings.session_pool(1)
     val = run_validation(sets, settings, pool, source, targets,
                          progress=lambda name, done, total: say(f"validating {name}: frame {done}/{total}"))
-    machine = machine_info()
+    machine = validate_machine()
     outcome = write_reports(val, load_budgets(None), output, machine, options=dict(settings.values))
     return outcome, val.speed, machine
