@@ -181,6 +181,14 @@ class FaceDetector(ABC):
         placed as ``placement``: :class:`Detections` in IMAGE pixels (``placement.image_hw``),
         thresholded, suppressed (:meth:`suppress`) and sorted by score, descending."""
 
+    def input_hw(self) -> tuple[int, int]:
+        """The detection size of a family that feeds a fixed size (SCRFD, YOLOFace): the file's fixed
+        input ``(H, W)``, else the recipe's ``input_size`` (insightface's and FaceFusion's 640 x 640)."""
+        dims = self.recipe.inputs[0].shape[2:4]
+        if all(isinstance(d, int) and d > 0 for d in dims):
+            return int(dims[0]), int(dims[1])
+        return tuple(self.spec.input_size or (640, 640))
+
     def normalise(self, net_image: np.ndarray) -> np.ndarray:
         """``h x w x 3`` uint8 BGR -> the ``1 x 3 x h x w`` tensor the file takes (the recipe's
         pixel format: channel order, mean, std; float16 for a float16 input)."""

@@ -91,13 +91,6 @@ class SCRFDDetector(FaceDetector):
                              "use an SCRFD file with key points (*_bnkps, buffalo_l's det_10g.onnx)")
         self.anchors = len(self.spec.anchor_sizes[0]) if self.spec.anchor_sizes else 1
 
-    def input_hw(self) -> tuple[int, int]:
-        """The detection size: the file's fixed input ``(H, W)``, else the recipe's ``input_size``."""
-        dims = self.recipe.inputs[0].shape[2:4]
-        if all(isinstance(d, int) and d > 0 for d in dims):
-            return int(dims[0]), int(dims[1])
-        return tuple(self.spec.input_size or (640, 640))
-
     def size(self, image: np.ndarray, params: DetectParams) -> tuple[np.ndarray, Placement]:
         """Fit into :meth:`input_hw` (:func:`fit_top_left`)."""
         return fit_top_left(image, self.input_hw())

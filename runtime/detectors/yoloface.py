@@ -50,13 +50,6 @@ class YOLOFaceDetector(FaceDetector):
     """A YOLOFace session (input ``1 x 3 x H x W``, output ``1 x 20 x A``) with FaceFusion's
     decode (module docstring). See :class:`~ffkit.runtime.detection.FaceDetector` for the arguments."""
 
-    def input_hw(self) -> tuple[int, int]:
-        """The detection size: the file's fixed input ``(H, W)``, else the recipe's ``input_size``."""
-        dims = self.recipe.inputs[0].shape[2:4]
-        if all(isinstance(d, int) and d > 0 for d in dims):
-            return int(dims[0]), int(dims[1])
-        return tuple(self.spec.input_size or (640, 640))
-
     def size(self, image: np.ndarray, params: DetectParams) -> tuple[np.ndarray, Placement]:
         """Shrink (never enlarge) into :meth:`input_hw` and pad (:func:`restrict_top_left`)."""
         return restrict_top_left(image, self.input_hw())
