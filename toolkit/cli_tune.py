@@ -126,6 +126,10 @@ def run_tune_cli(settings, *, models, calib, validate, source, budget, time_limi
     out.print(f"tuned set: {', '.join(f'{r}={c.label}' for r, c in result.chosen.items())} ({result.method} search); "
               f"{f.fps:.2f} frames/s vs FP32 {f.ref_fps:.2f} = {f.fps / f.ref_fps:.2f}x (same run, {machine['cpu']}); "
               f"validate: {f.text}", highlight=False, soft_wrap=True)
+    for label, u in result.uniform.items():
+        ratio = u["frames_per_second"] / u["fp32_frames_per_second"] if u["fp32_frames_per_second"] else float("nan")
+        out.print(f"every tuned role {label}: {u['frames_per_second']:.2f} frames/s ({ratio:.2f}x FP32, its own run); "
+                  f"{u['verdict']}", highlight=False, soft_wrap=True)
     out.print(f"wrote {set_path}; report: {folder / 'report.html'} ({result.seconds:.0f} s; cache: "
               f"{result.cache.builds} built, {result.cache.hits} reused)", highlight=False, soft_wrap=True)
 
@@ -136,7 +140,7 @@ def _summary(result, machine: dict) -> dict:
             "verdict": f.text, "passed": f.passed, "search": result.method, "checks": result.checks,
             "chosen": {r: c.as_dict() for r, c in result.chosen.items()},
             "candidates": {r: [c.as_dict() for c in cs] for r, cs in result.candidates.items()},
-            "fallback_ranking": result.ranking, "notes": result.notes, "seconds": round(result.seconds, 1),
+            "single_precision_sets": result.uniform, "fallback_ranking": result.ranking, "notes": result.notes, "seconds": round(result.seconds, 1),
             "cache": {"built": result.cache.builds, "reused": result.cache.hits,
                       "judged": result.cache.judged, "judgements_reused": result.cache.judged_hits},
             "budgets": {k: b.bound for k, b in result.budgets.items()},

@@ -6,7 +6,7 @@
    ``ffkit validate`` with the rest of the set at FP32; the node's end-to-end error is how much
    of the budgets keeping it in float gives back, at the role's own stage metric (isolated) and
    at the set's output (chained, the identity included).
-3. The ladder: INT8 with the 1, 2, 4, ... end-to-end worst nodes kept in float.
+3. The ladder: INT8 with the 1, 2, 4, ... (and all shortlisted) end-to-end worst nodes kept in float.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ def role_error(judgement: Judgement, role: str) -> float:
 
 def rank_nodes(role: str, fp32: Candidate, int8: Candidate, int8_alone: Judgement, calibration, cache,
                judge: Callable[[list[dict]], list[Judgement]], shortlist: int = 4,
-               on_step: Callable[[str], None] = lambda message: None) -> tuple[list[dict], list[Candidate]]:
+               on_step: Callable[[str], None] = lambda message: None,
+               time_left: Callable[[], float] = lambda: 1.0) -> tuple[list[dict], list[Candidate]]:
     """The shortlisted nodes ranked by end-to-end error given back, worst first:
     ``([{"node", "blame_db", "error_kept_in_float", "gain"}], the single-node candidates)``."""
     from ..int8 import blame_ranking
@@ -41,6 +42,9 @@ def rank_nodes(role: str, fp32: Candidate, int8: Candidate, int8_alone: Judgemen
     blamed = blame_ranking(fp32.path, int8.path, calibration.samples[:2])[:shortlist]
     singles = []
     for i, (node, _) in enumerate(blamed):
+        if time_left() <= 0 and singles:
+            blamed = blamed[:i]   # the time limit: rank the nodes built so far
+            break
         on_step(f"{role}: INT8 with {node} in float ({i + 1}/{len(blamed)})")
         singles.append(build_candidate(cache, fp32, "int8-float1", int8_stage(calibration, cache, (node,)),
                                        calibration))
@@ -61,9 +65,15 @@ def ladder(role: str, fp32: Candidate, ranking: Sequence[dict], singles: Sequenc
         return []
     out = [singles[0]]
     k = 2
-    while k <= len(ranking) and time_left() > 0:
+    sizes = []
+    while k < len(ranking):
+        sizes.append(k)
+        k *= 2
+    sizes += [len(ranking)] if len(ranking) > 1 else []
+    for k in sizes:
+        if time_left() <= 0:
+            break
         nodes = tuple(r["node"] for r in ranking[:k])
         on_step(f"{role}: INT8 with {k} nodes in float")
         out.append(build_candidate(cache, fp32, f"int8-float{k}", int8_stage(calibration, cache, nodes), calibration))
-        k *= 2
     return out

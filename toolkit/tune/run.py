@@ -4,6 +4,7 @@ fallback ladder where INT8 fails, timings, the search, and the outputs (:mod:`.o
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from .cache import TuneCache
 from .candidates import DEFAULT_KINDS, Candidate, plain_candidates
 from .fallback import ladder, rank_nodes
 from .judge import REFERENCE, Judge
-from .search import Option, search
+from .search import Option, ranked_sets, search
 from .speed import time_candidates
 
 __all__ = ["TuneRequest", "TuneResult", "run_tune"]
@@ -62,6 +63,7 @@ class TuneResult:
     notes: list = field(default_factory=list)
     seconds: float = 0.0
     cache: Optional[TuneCache] = None
+    uniform: dict = field(default_factory=dict)
 
 
 def _reference(req: TuneRequest) -> ModelSet:
@@ -126,6 +128,9 @@ def run_tune(req: TuneRequest, on_step: Callable[[str], None] = lambda message: 
         on_step("checking " + ", ".join(f"{r}={by_key[o.key].label}" for r, o in choice.items()))
         return judge.judge([{r: by_key[o.key] for r, o in choice.items()}])[0].passed
 
+    few = math.prod(len(o) for o in options.values()) <= 64
+    if req.method == "exhaustive" or (req.method == "auto" and few):   # its first checks, in one interleaved run
+        judge.judge([{r: by_key[o.key] for r, o in s.items()} for s in ranked_sets(options, base)[:3]])
     outcome = search(options, base, check, method=req.method)
     chosen = {role: by_key[o.key] for role, o in outcome.choice.items()}
     for role, ref in reference.selection.used():   # roles not tuned keep their FP32 file, in set.json too
@@ -135,8 +140,24 @@ def run_tune(req: TuneRequest, on_step: Callable[[str], None] = lambda message: 
     if all(c.label == "fp32" for c in chosen.values()):
         final.fps = final.ref_fps   # the reference's own files: one speed, not two noisy ones
     checks = [{"set": {r: by_key[k].label for r, k in keys.items()}, "passed": ok} for keys, ok in outcome.checks]
-    return TuneResult(chosen, cands, final, reference, budgets, outcome.method, checks, ranking, notes,
-                      time.monotonic() - start, cache)
+    result = TuneResult(chosen, cands, final, reference, budgets, outcome.method, checks, ranking, notes,
+                        time.monotonic() - start, cache)
+    result.uniform = _uniform_sets(judge, cands)
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def _uniform_sets(judge: Judge, cands: dict) -> dict:
+    """Every tuned role at one precision (all FP16, all INT8), judged in one run, to show what the
+    tuned set is compared with: ``{label: {"passed", "frames_per_second", "fp32_frames_per_second", "verdict"}}``."""
+    sets = {}
+    for label in ("fp16", "int8"):
+        chosen = {role: next((c for c in cs if c.label == label), None) for role, cs in cands.items()}
+        if chosen and all(chosen.values()):
+            sets[label] = chosen
+    judged = judge.judge(list(sets.values()))
+    return {label: {"passed": j.passed, "frames_per_second": j.fps, "fp32_frames_per_second": j.ref_fps,
+                    "verdict": j.text} for label, j in zip(sets, judged)}
 
 
 def _count_faces(rows) -> float:
@@ -176,7 +197,7 @@ def _fallbacks(req, cands, calibrations, cache, judge, notes, on_step, time_left
             continue
         alone = judge.judge([{role: int8}])[0]
         ranked, singles = rank_nodes(role, cs[0], int8, alone, calibrations[role], cache, judge.judge,
-                                     req.shortlist, on_step)
+                                     req.shortlist, on_step, time_left)
         ranking[role] = ranked
         steps = ladder(role, cs[0], ranked, singles, calibrations[role], cache, on_step, time_left)
         for c in steps:
