@@ -92,7 +92,7 @@ def run_tune_cli(settings, *, models, calib, validate, source, budget, time_limi
     """Run ``ffkit tune`` once its options are checked; place the files; print and write the report."""
     from .bench.machine import machine_info
     from .tune.candidates import KINDS
-    from .tune.output import place_files, write_set, write_tune_reports
+    from .tune.output import write_outputs
     from .tune.run import TuneRequest, run_tune
 
     _check(models, calib, source)
@@ -109,16 +109,7 @@ def run_tune_cli(settings, *, models, calib, validate, source, budget, time_limi
     else:   # a log: one line per step
         result = run_tune(req, on_step=lambda m: err.print(f"tune: {m}", highlight=False, soft_wrap=True))
     machine = machine_info()
-    placed = place_files(models, result.chosen, result.reference.selection)
-    summary = _summary(result, machine)
-    set_path = write_set(models, placed, result.chosen, summary)
-    from ffkit.validation.validate.sets import ModelSet
-
-    tuned = ModelSet("tuned", settings.pick(models), models)
-    folder = report or models / "tune-report"
-    write_tune_reports(folder, result.reference, tuned, result.final, result.budgets, machine,
-                       {k: list(v) if isinstance(v, tuple) else v for k, v in settings.values.items()},
-                       {**summary, "set": str(set_path)})
+    set_path, folder = write_outputs(result, settings, models, report, machine)
     out.print(candidate_table(result, f"{machine['cpu']}, {' '.join(machine['isa'])}"))
     for note in result.notes:
         err.print(f"note: {note}", highlight=False, soft_wrap=True)
@@ -132,19 +123,6 @@ def run_tune_cli(settings, *, models, calib, validate, source, budget, time_limi
                   f"{u['verdict']}", highlight=False, soft_wrap=True)
     out.print(f"wrote {set_path}; report: {folder / 'report.html'} ({result.seconds:.0f} s; cache: "
               f"{result.cache.builds} built, {result.cache.hits} reused)", highlight=False, soft_wrap=True)
-
-
-def _summary(result, machine: dict) -> dict:
-    f = result.final
-    return {"frames_per_second": {"fp32": f.ref_fps, "tuned": f.fps, "ratio": f.fps / f.ref_fps if f.ref_fps else None},
-            "verdict": f.text, "passed": f.passed, "search": result.method, "checks": result.checks,
-            "chosen": {r: c.as_dict() for r, c in result.chosen.items()},
-            "candidates": {r: [c.as_dict() for c in cs] for r, cs in result.candidates.items()},
-            "single_precision_sets": result.uniform, "fallback_ranking": result.ranking, "notes": result.notes, "seconds": round(result.seconds, 1),
-            "cache": {"built": result.cache.builds, "reused": result.cache.hits,
-                      "judged": result.cache.judged, "judgements_reused": result.cache.judged_hits},
-            "budgets": {k: b.bound for k, b in result.budgets.items()},
-            "machine": {"cpu": machine.get("cpu"), "isa": machine.get("isa")}}
 
 
 def candidate_table(result, cpu: str) -> Table:

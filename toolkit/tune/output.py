@@ -21,7 +21,7 @@ from ffkit.validation.validate.sets import ModelSet
 
 from .candidates import Candidate
 
-__all__ = ["place_files", "write_set", "write_tune_reports", "TUNED_MARK"]
+__all__ = ["place_files", "write_set", "write_tune_reports", "write_outputs", "summary_of", "TUNED_MARK"]
 
 TUNED_MARK = ".tuned."
 
@@ -80,3 +80,33 @@ def write_tune_reports(folder: Path, reference: ModelSet, tuned: ModelSet, final
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(tune_data, indent=1, default=str))
     return outcome
+
+
+def write_outputs(result, settings, models: Path, report: Path | None, machine: dict) -> tuple[Path, Path]:
+    """Everything a tune run leaves (see the module docstring): ``(set.json, report folder)``.
+    ``result``: :func:`~.run.run_tune`'s; ``settings``: the swap options it ran with."""
+    models = Path(models)
+    placed = place_files(models, result.chosen, result.reference.selection)
+    summary = summary_of(result, machine)
+    set_path = write_set(models, placed, result.chosen, summary)
+    tuned = ModelSet("tuned", settings.pick(models), models)
+    folder = Path(report) if report is not None else models / "tune-report"
+    write_tune_reports(folder, result.reference, tuned, result.final, result.budgets, machine,
+                       {k: list(v) if isinstance(v, tuple) else v for k, v in settings.values.items()},
+                       {**summary, "set": str(set_path)})
+    return set_path, folder
+
+
+def summary_of(result, machine: dict) -> dict:
+    """The run's figures for set.json and tune.json."""
+    f = result.final
+    return {"frames_per_second": {"fp32": f.ref_fps, "tuned": f.fps, "ratio": f.fps / f.ref_fps if f.ref_fps else None},
+            "verdict": f.text, "passed": f.passed, "search": result.method, "checks": result.checks,
+            "chosen": {r: c.as_dict() for r, c in result.chosen.items()},
+            "candidates": {r: [c.as_dict() for c in cs] for r, cs in result.candidates.items()},
+            "single_precision_sets": result.uniform, "fallback_ranking": result.ranking, "notes": result.notes,
+            "seconds": round(result.seconds, 1),
+            "cache": {"built": result.cache.builds, "reused": result.cache.hits,
+                      "judged": result.cache.judged, "judgements_reused": result.cache.judged_hits},
+            "budgets": {k: b.bound for k, b in result.budgets.items()},
+            "machine": {"cpu": machine.get("cpu"), "isa": machine.get("isa")}}
