@@ -86,6 +86,8 @@ def run_full_photo(models_dir: Path, base_models, pool, options, source, photo_b
 
 #: The candidate sets the demo validates against its FP32 set.
 VALIDATE_SETS = "fp16,int8"
+#: Frames of the demo video validate judges (each judged frame runs three full sets and the judges).
+VALIDATE_FRAMES = 4
 
 
 def validate_sets(models_dir: Path, swapper: str, source: Path, targets: list[Path], output: Path, *,
@@ -104,7 +106,7 @@ def validate_sets(models_dir: Path, swapper: str, source: Path, targets: list[Pa
                               "providers": providers})
     sets = build_sets(settings, models_dir, variants=parse_variants(VALIDATE_SETS))
     pool = settings.session_pool(1)
-    val = run_validation(sets, settings, pool, source, targets,
+    val = run_validation(sets, settings, pool, source, targets, frames=VALIDATE_FRAMES,
                          progress=lambda name, done, total: say(f"validating {name}: frame {done}/{total}"))
     machine = validate_machine()
     outcome = write_reports(val, load_budgets(None), output, machine, options=dict(settings.values))
