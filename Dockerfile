@@ -95,7 +95,7 @@ COPY runtime runtime
 COPY validation validation
 COPY toolkit toolkit
 RUN pip install --no-cache-dir --no-deps . && cd / && rm -rf /src \
- && useradd --system --uid 10001 --no-create-home ffkit
+ && useradd --system --uid 10001 --create-home ffkit
 COPY --from=builder /models /models
 WORKDIR /tmp
 USER ffkit

@@ -72,6 +72,8 @@ case "$engine" in
   *) echo "error: FFKIT_ENGINE must be podman or docker, not '$engine'" >&2; exit 2 ;;
 esac
 
+[ "$engine" != podman ] || official="docker.io/library/python:3.11-slim"   # no short-name lookup
+
 have_image() { "$engine" image inspect "$1" >/dev/null 2>&1; }
 
 # pip's configuration on this machine, as paths to mount and the values to give pip in the build.
@@ -144,7 +146,7 @@ base="${PYTHON_IMAGE:-}"
 if [ -z "$base" ]; then
   if have_image "$official"; then base="$official"
   elif have_image "$local_base" && [ "${FFKIT_REBUILD_BASE:-0}" != 1 ]; then base="$local_base"
-  elif [ "${FFKIT_LOCAL_BASE:-0}" != 1 ] && timeout 90 "$engine" pull -q "docker.io/library/$official" >/dev/null 2>&1; then base="$official"
+  elif [ "${FFKIT_LOCAL_BASE:-0}" != 1 ] && timeout 90 "$engine" pull -q "$official" >/dev/null 2>&1; then base="$official"
   else say "$official cannot be pulled: making a local base"; make_local_base; base="$local_base"; fi
 fi
 say "engine $engine, base $base"
