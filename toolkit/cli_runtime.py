@@ -272,6 +272,9 @@ def demo_cmd(
     rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild the models even if cached."),
     basic: bool = typer.Option(False, "--basic", help="Skip the photo through every stage (68-point landmarker, "
                                                       "face parser mask, colour match, Real-ESRGAN x2)."),
+    validate: bool = typer.Option(True, "--validate/--no-validate",
+                                  help="End by building the FP16 and INT8 variants of the detector, embedder and "
+                                       "swapper and judging those sets against FP32 (ffkit validate)."),
 ):
     """Build every stage from deterministic SYNTHETIC weights and run the whole chain on a photo and a video.
 
@@ -282,4 +285,4 @@ def demo_cmd(
     from .demo import run_demo
 
     run_demo(output, swapper=swapper, enhance=enhance, frames=frames, providers=providers, rebuild=rebuild,
-             full=not basic, console=out, status_console=err, warn=_warn)
+             full=not basic, validate=validate, console=out, status_console=err, warn=_warn)

@@ -64,10 +64,12 @@ class DemoResult:
 
 def run_demo(output: Path, *, swapper: str = "inswapper_128", enhance: bool = False, frames: int = 12,
              providers: str = "auto", rebuild: bool = False, console=None, status_console=None,
-             warn: Callable[[str], None] = lambda m: None, full: bool = True) -> DemoResult:
+             warn: Callable[[str], None] = lambda m: None, full: bool = True,
+             validate: bool = True) -> DemoResult:
     """Build (or reuse) the demo models in ``output/models`` and swap the bundled photo and a
     generated video; with ``full``, also a small copy of the photo through every stage
-    (:mod:`.demo_pipeline`: landmarker, parser mask, colour match, frame upscaler). Returns the
+    (:mod:`.demo_pipeline`: landmarker, parser mask, colour match, frame upscaler); with
+    ``validate``, end by judging its FP16 and INT8 sets against FP32 (``ffkit validate``). Returns the
     steps and files, and prints a table when ``console`` is given."""
     from ffkit.runtime.detector import DetectParams
     from ffkit.runtime.sessions import SessionPool, default_threads, resolve_providers
@@ -88,11 +90,12 @@ def run_demo(output: Path, *, swapper: str = "inswapper_128", enhance: bool = Fa
         full_summary = _full_photo(models_dir, models, pool, image_pipe, source, target, output,
                                    rebuild=rebuild, status=status, result=result)
     vsum = _video(image_pipe, source, target, detect, output, frames, status_console, result)
-    validation = _validate(models_dir, models, output, photo, target, providers, status, result)
+    validation = _validate(models_dir, models, output, photo, target, providers, status, result) if validate else None
     _write_report(output, result, models, summary, vsum, full_summary)
     if console is not None:
         _print_tables(console, result, models)
-        _print_validation(console, validation)
+        if validation is not None:
+            _print_validation(console, validation)
     return result
 
 
