@@ -92,10 +92,11 @@ def _request(tuned, **changes):
 @pytest.mark.slow
 def test_fragile_layer_stays_float_and_the_rest_is_quantized(tuned):
     swapper = {c["label"]: c for c in tuned["report"]["candidates"]["swapper"]}
-    assert swapper["int8"]["passed"] is False, swapper["int8"]
+    for method in ("int8", "int8-percentile"):   # the fragility is in the weights: no calibration method helps
+        assert swapper[method]["passed"] is False, swapper[method]
     ranking = tuned["report"]["fallback_ranking"]["swapper"]
     assert ranking[0]["node"] == FRAGILE, ranking
-    one = swapper["int8-float1"]
+    one = next(c for label, c in swapper.items() if label.endswith("-float1"))
     assert one["excluded_nodes"] == [FRAGILE] and one["passed"] is True, one
     model = onnx_file.load_onnx(one["file"])
     producers = {o: n.op_type for n in model.graph.node for o in n.output}
@@ -183,3 +184,23 @@ def test_pick_models_takes_set_json_unless_a_variant_is_given(artifacts, tmp_pat
     (models / TUNED_SET).write_text(json.dumps({"format": "ffkit-tuned-set", "roles": roles}))
     fallback = pick_models(models)
     assert fallback.tuned is None and any("missing or changed" in n for n in fallback.notes)
+
+
+def test_demo_budget_passes_what_the_default_budget_fails(tmp_path):
+    """The demo judges its synthetic swapper at 28 dB / SSIM 0.9 and also prints the verdict
+    under validate's defaults (30 dB / 0.95): the same figures, two verdicts."""
+    from types import SimpleNamespace
+
+    from ffkit.toolkit.demo_tune import DEMO_BUDGET, default_budget_verdict
+    from ffkit.validation.validate.budgets import load_budgets
+    from ffkit.validation.validate.summary import summarise, verdicts
+
+    rows = [{"set": "candidate", "target": "clip.mp4", "frame": f, "stage": "swapper", "mode": mode, "metric": m,
+             "value": v, "face": 0}
+            for f in (0, 1) for mode in ("isolated", "chained") for m, v in (("psnr", 29.2 - f), ("ssim", 0.93))]
+    text = default_budget_verdict(SimpleNamespace(final=SimpleNamespace(rows=rows)))
+    assert text.startswith("FAIL") and "swapper" in text and "28.2" in text and ">= 30" in text, text
+    assert DEMO_BUDGET == {"swapper.psnr": 28.0, "swapper.ssim": 0.9}
+    (tmp_path / "budget.json").write_text(json.dumps(DEMO_BUDGET))
+    cells = summarise(rows, load_budgets(tmp_path / "budget.json"))
+    assert verdicts(cells, ["fp32", "candidate"])["candidate"]["passed"] is True

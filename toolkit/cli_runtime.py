@@ -274,7 +274,9 @@ def demo_cmd(
                                                       "face parser mask, colour match, Real-ESRGAN x2)."),
     validate: bool = typer.Option(True, "--validate/--no-validate",
                                   help="End by building the FP16 and INT8 variants of the detector, embedder and "
-                                       "swapper and judging those sets against FP32 (ffkit validate)."),
+                                       "swapper, judging those sets against FP32 (ffkit validate) and finding the "
+                                       "fastest set within validate's budgets (ffkit tune, writes "
+                                       "OUTPUT/models/set.json)."),
 ):
     """Build every stage from deterministic SYNTHETIC weights and run the whole chain on a photo and a video.
 

@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich import box
-from rich.table import Table
 
 from ffkit.recipes.errors import FfkitError
 from ffkit.recipes.roles import ROLE_NAMES
@@ -94,6 +92,7 @@ def run_tune_cli(settings, *, models, calib, validate, source, budget, time_limi
     from .tune.candidates import KINDS
     from .tune.output import write_outputs
     from .tune.run import TuneRequest, run_tune
+    from .tune.summary import candidate_table, outcome_lines
 
     _check(models, calib, source)
     kinds = _parse_list(candidates, KINDS, "--candidates")
@@ -113,29 +112,7 @@ def run_tune_cli(settings, *, models, calib, validate, source, budget, time_limi
     out.print(candidate_table(result, f"{machine['cpu']}, {' '.join(machine['isa'])}"))
     for note in result.notes:
         err.print(f"note: {note}", highlight=False, soft_wrap=True)
-    f = result.final
-    out.print(f"tuned set: {', '.join(f'{r}={c.label}' for r, c in result.chosen.items())} ({result.method} search); "
-              f"{f.fps:.2f} frames/s vs FP32 {f.ref_fps:.2f} = {f.fps / f.ref_fps:.2f}x (same run, {machine['cpu']}); "
-              f"validate: {f.text}", highlight=False, soft_wrap=True)
-    for label, u in result.uniform.items():
-        ratio = u["frames_per_second"] / u["fp32_frames_per_second"] if u["fp32_frames_per_second"] else float("nan")
-        out.print(f"every tuned role {label}: {u['frames_per_second']:.2f} frames/s ({ratio:.2f}x FP32, its own run); "
-                  f"{u['verdict']}", highlight=False, soft_wrap=True)
+    for line in outcome_lines(result, machine["cpu"]):
+        out.print(line, highlight=False, soft_wrap=True)
     out.print(f"wrote {set_path}; report: {folder / 'report.html'} ({result.seconds:.0f} s; cache: "
               f"{result.cache.builds} built, {result.cache.hits} reused)", highlight=False, soft_wrap=True)
-
-
-def candidate_table(result, cpu: str) -> Table:
-    """One row per candidate: role, label, latency, verdict alone (the rest at FP32), chosen."""
-    table = Table(title=f"ffkit tune: candidates ({cpu})", box=box.ASCII)
-    for col in ("role", "candidate", "ms/run", "x FP32", "alone (rest FP32)", "budget used", "chosen"):
-        table.add_column(col, overflow="fold")
-    for role, cs in result.candidates.items():
-        ref_ms = cs[0].latency_ms.get(1)
-        for c in cs:
-            ms = c.latency_ms.get(1)
-            speed = f"{ref_ms / ms:.2f}" if ms and ref_ms else "-"
-            table.add_row(role, c.label + (f" ({len(c.excluded)} float)" if c.excluded else ""),
-                          f"{ms:.2f}" if ms else "-", speed, "reference" if c is cs[0] else c.reason,
-                          f"{max(c.spend.values(), default=0):.2f}", "yes" if result.chosen.get(role) is c else "")
-    return table

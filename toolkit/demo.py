@@ -69,8 +69,10 @@ def run_demo(output: Path, *, swapper: str = "inswapper_128", enhance: bool = Fa
     """Build (or reuse) the demo models in ``output/models`` and swap the bundled photo and a
     generated video; with ``full``, also a small copy of the photo through every stage
     (:mod:`.demo_pipeline`: landmarker, parser mask, colour match, frame upscaler); with
-    ``validate``, end by judging its FP16 and INT8 sets against FP32 (``ffkit validate``). Returns the
-    steps and files, and prints a table when ``console`` is given."""
+    ``validate``, end by judging its FP16 and INT8 sets against FP32 (``ffkit validate``) and by
+    finding the fastest set within validate's budgets (``ffkit tune``: :mod:`.demo_tune`, which
+    writes ``output/models/set.json``). Returns the steps and files, and prints a table when
+    ``console`` is given."""
     from ffkit.runtime.detector import DetectParams
     from ffkit.runtime.sessions import SessionPool, default_threads, resolve_providers
 
@@ -90,12 +92,17 @@ def run_demo(output: Path, *, swapper: str = "inswapper_128", enhance: bool = Fa
         full_summary = _full_photo(models_dir, models, pool, image_pipe, source, target, output,
                                    rebuild=rebuild, status=status, result=result)
     vsum = _video(image_pipe, source, target, detect, output, frames, status_console, result)
-    validation = _validate(models_dir, models, output, photo, target, providers, status, result) if validate else None
+    validation = tuning = None
+    if validate:
+        validation = _validate(models_dir, models, output, photo, target, providers, status, result)
+        tuning = _tune(models_dir, output, providers, status, result)
     _write_report(output, result, models, summary, vsum, full_summary)
     if console is not None:
         _print_tables(console, result, models)
         if validation is not None:
             _print_validation(console, validation)
+        if tuning is not None:
+            _print_tuning(console, tuning, models_dir)
     return result
 
 
@@ -130,7 +137,7 @@ def _build_and_pick(models_dir: Path, swapper: str, enhance: bool, *, rebuild: b
     recipes = [DETECTOR, embedder, swapper] + ([ENHANCER] if enhance else [])
     with status("building models") as st:
         result.steps += build_models(models_dir, recipes, rebuild=rebuild, say=lambda m: st.update(m))
-    models = pick_models(models_dir, swapper=swapper, enhance=enhance)
+    models = pick_models(models_dir, swapper=swapper, enhance=enhance, variant="fp32")   # not a tuned set.json
     models.detector = cached(models_dir / f"{DETECTOR}.fp32.onnx", DETECTOR)
     models.embedder = cached(models_dir / f"{embedder}.fp32.onnx", embedder)
     if enhance:
@@ -267,6 +274,43 @@ def _validate(models_dir: Path, models, output: Path, photo: Path, target: np.nd
                                  "; ".join(f"{n}: {v['text']}" for n, v in outcome.verdicts.items() if n != "fp32")))
     result.files["validate report"] = output / "validate" / "report.html"
     return found
+
+
+def _tune(models_dir: Path, output: Path, providers: str, status, result: DemoResult):
+    """``ffkit tune`` on the demo's detector, embedder and swapper (:mod:`.demo_tune`)."""
+    from .demo_tune import run_demo_tune
+
+    start = time.perf_counter()
+    with status("tune: the fastest set within validate's budgets") as st:
+        tuning = run_demo_tune(models_dir, output / "calibration", output / "input.mp4", output / "source.jpg",
+                               score_threshold=DEMO_SCORE_THRESHOLD, max_faces=VIDEO_MAX_FACES, providers=providers,
+                               say=lambda m: st.update(f"tune: {m}"))
+    tuned, set_path, folder, _ = tuning
+    f = tuned.final
+    result.steps.append(DemoStep("tune: fastest set within budget", time.perf_counter() - start,
+                                 f"{', '.join(f'{r}={c.label}' for r, c in tuned.chosen.items())}: "
+                                 f"{f.fps / f.ref_fps:.2f}x FP32 frames/s; {f.text}"))
+    result.files.update({"tuned set": set_path, "tune report": folder / "report.html"})
+    return tuning
+
+
+def _print_tuning(console, tuning, models_dir: Path) -> None:
+    """The tune candidate table, its outcome lines and what uses the tuned set now."""
+    from .tune.summary import candidate_table, outcome_lines
+
+    from .demo_tune import DEMO_BUDGET, default_budget_verdict
+
+    tuned, set_path, folder, machine = tuning
+    console.print(candidate_table(tuned, f"{machine['cpu']}, {' '.join(machine['isa'])}"))
+    budget = ", ".join(f"{k} >= {v:g}" for k, v in DEMO_BUDGET.items())
+    lines = [*outcome_lines(tuned, machine["cpu"]), *(f"note: {n}" for n in tuned.notes),
+             f"budgets: validate's defaults except {budget} (SYNTHETIC swapper weights: INT8 of them misses the "
+             f"default 30 dB / 0.95 by 0.1 to 2 dB; {folder / 'demo-budget.json'}); under the defaults the tuned "
+             f"set: {default_budget_verdict(tuned)}"]
+    for line in lines:
+        console.print(line, soft_wrap=True, highlight=False)
+    console.print(f"ffkit swap --models {models_dir} now uses the tuned set ({set_path}; --variant fp32 "
+                  f"ignores it); tune report: {folder / 'report.html'}", soft_wrap=True, highlight=False)
 
 
 def _print_validation(console, validation) -> None:

@@ -83,11 +83,16 @@ def preprocess(in_path, out: Path) -> None:
 
 @contextlib.contextmanager
 def quiet():
-    """Silence onnxruntime.quantization's logging while it runs."""
+    """Silence onnxruntime.quantization's logging while it runs, and the warnings of the sessions
+    it opens itself (onnxruntime's default logger: errors only, back to warnings after)."""
+    import onnxruntime as ort
+
     logger = logging.getLogger()
     level = logger.level
     logger.setLevel(logging.ERROR)
+    ort.set_default_logger_severity(3)
     try:
         yield
     finally:
         logger.setLevel(level)
+        ort.set_default_logger_severity(2)

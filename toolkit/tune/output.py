@@ -104,7 +104,7 @@ def summary_of(result, machine: dict) -> dict:
             "verdict": f.text, "passed": f.passed, "search": result.method, "checks": result.checks,
             "chosen": {r: c.as_dict() for r, c in result.chosen.items()},
             "candidates": {r: [c.as_dict() for c in cs] for r, cs in result.candidates.items()},
-            "single_precision_sets": result.uniform, "fallback_ranking": result.ranking, "notes": result.notes,
+            "single_precision_sets": result.uniform, "calibration": result.calibration, "fallback_ranking": result.ranking, "notes": result.notes,
             "seconds": round(result.seconds, 1),
             "cache": {"built": result.cache.builds, "reused": result.cache.hits,
                       "judged": result.cache.judged, "judgements_reused": result.cache.judged_hits},

@@ -15,7 +15,7 @@ from ..bench.machine import machine_info
 from .cache import TuneCache, content_key
 from .candidates import Candidate
 
-__all__ = ["time_candidates"]
+__all__ = ["time_candidates", "rough_ms"]
 
 
 def _fixed_batch(path) -> int | None:
@@ -53,3 +53,14 @@ def time_candidates(candidates: Sequence[Candidate], session: SessionConfig, bat
     for c in todo:
         c.latency_ms = {b: round(statistics.median(t) * 1e3, 3) for b, t in times[id(c)].items()}
         cache.save_value("speed", keys[id(c)], c.latency_ms)
+
+
+def rough_ms(candidate: Candidate, session: SessionConfig) -> float:
+    """A quick batch-1 latency of ``candidate`` (ms, median of 3 runs after one warm-up; not
+    cached, not interleaved): enough to tell which roles matter to the frame time, never a
+    figure that is reported."""
+    spec = {"kind": "onnx", "path": str(candidate.path), "recipe": candidate.recipe, "batches": [1],
+            "session": session.as_dict(), "warmup": 1, "repeat": 3, "max_seconds": 1.0, "min_runs": 1,
+            "fixed_batch": _fixed_batch(candidate.path)}
+    rows = [r for r in measure(spec)["batches"] if "times_s" in r]
+    return statistics.median(rows[0]["times_s"]) * 1e3 if rows else 0.0
