@@ -86,7 +86,8 @@ def calibration_frames(folder: Path) -> list[tuple[str, np.ndarray]]:
     return frames
 
 
-def record_role_inputs(selection, options, source_image: np.ndarray, calib: Path, *, roles: Sequence[str] | None = None,
+def record_role_inputs(selection, options, source_image: np.ndarray, calib: Path, *, source_name: str = "source",
+                       roles: Sequence[str] | None = None,
                        limit: int = 32, sources_per_frame: int = 1, on_step: Callable[[str], None] = lambda message: None
                        ) -> dict[str, CalibrationSet]:
     """Run the FP32 pipeline of ``selection`` (a :class:`~ffkit.runtime.models.ModelSelection`)
@@ -94,7 +95,7 @@ def record_role_inputs(selection, options, source_image: np.ndarray, calib: Path
     images and videos of ``calib`` and return, per role in ``roles`` (default: every role the
     selection uses), the inputs its model received: a :class:`CalibrationSet` of at most
     ``limit`` batch-1 samples, in the order they were run. ``source_image``: the swap's source
-    face (``H x W x 3`` uint8 BGR); the largest face of every calibration image is a source
+    face (``H x W x 3`` uint8 BGR; ``source_name`` names it in errors); the largest face of every calibration image is a source
     too: frame ``i`` is swapped with ``sources_per_frame`` sources taken in turn from the
     ``i``-th on (the given face first, then each image's), never with its own face (more
     identities for the swapper; the detector sees each frame once more). A role that received
@@ -102,6 +103,7 @@ def record_role_inputs(selection, options, source_image: np.ndarray, calib: Path
 
     Raises:
         CalibrationError: ``calib`` holds no readable image or video.
+        FfkitError: no face in the source image (one line naming ``source_name``).
     """
     frames = calibration_frames(calib)
     if not frames:
@@ -114,7 +116,7 @@ def record_role_inputs(selection, options, source_image: np.ndarray, calib: Path
         model = getattr(pipe, role, None)
         if model is not None and getattr(model, "session", None) is not None:
             recorders[role] = model.session = RecordingSession(model.session, limit)
-    sources = [(None, pipe.prepare_source(source_image, "source"))]
+    sources = [(None, pipe.prepare_source(source_image, source_name))]
     for name, frame in frames:
         try:
             sources.append((name, pipe.prepare_source(frame, name)))

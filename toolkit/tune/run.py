@@ -197,7 +197,7 @@ def _calibrations(req: TuneRequest, reference: ModelSet, roles: list[str], notes
     from ffkit.validation.pipeline_calibration import record_role_inputs
 
     recorded = record_role_inputs(reference.selection, req.settings.options, read_image(req.source), Path(req.calib),
-                                  roles=roles, limit=req.calib_samples, on_step=on_step)
+                                  source_name=str(req.source), roles=roles, limit=req.calib_samples, on_step=on_step)
     for role in roles:
         if role not in recorded:
             ref = getattr(reference.selection, role)
