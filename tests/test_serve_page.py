@@ -20,6 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, ffkit
 from runtime_helpers import FAST_ARGS
@@ -139,6 +140,24 @@ def fill(driver, source: Path, target: Path, fields: dict) -> None:
         field.send_keys(value)
 
 
+def assert_same_video(got: Path, want: Path, want_again: Path) -> None:
+    """``got`` is ``ffkit swap``'s output ``want``: byte for byte where the machine's H.264
+    encoder is reproducible (``want_again``, the same swap run again, has ``want``'s bytes);
+    where it is not (seen on an AVX-512 Xeon with libx264 165: identical swapped frames, a
+    different stream each run, 43 to 70 dB apart), the same frame count and every decoded frame
+    within the encoder's own run-to-run spread of ``want``'s (at least 40 dB)."""
+    if want.read_bytes() == want_again.read_bytes():
+        assert got.read_bytes() == want.read_bytes()
+        return
+    from ffkit.runtime.media import iter_frames
+
+    a, b = list(iter_frames(got)), list(iter_frames(want))
+    assert len(a) == len(b) > 0
+    for k, (x, y) in enumerate(zip(a, b)):
+        mse = float(np.mean((x.astype(np.float64) - y) ** 2))
+        assert mse == 0 or 10 * np.log10(255.0 ** 2 / mse) >= 40.0, f"frame {k}: {10 * np.log10(255.0 ** 2 / mse):.1f} dB"
+
+
 def submit_by_keyboard(driver) -> None:
     button = el(driver, "submit")
     driver.execute_script("arguments[0].focus()", button)
@@ -254,15 +273,16 @@ def test_page_runs_a_video_job_to_100_and_downloads_ffkit_swaps_file(browser, pa
     bar = el(driver, "job-progress")
     assert bar.get_property("value") == bar.get_property("max") == 12
     assert bar.get_attribute("data-percent") == "100" and "12 / 12 frames (100%)" in el(driver, "job-status").text
-    expected = tmp_path / "cli.mp4"
+    expected, again = tmp_path / "cli.mp4", tmp_path / "cli-again.mp4"
     cli_swap(page_folder, images["source"], video, expected, *FAST_ARGS)
+    cli_swap(page_folder, images["source"], video, again, *FAST_ARGS)
     for old in downloads.iterdir():
         old.unlink()
     el(driver, "job-download").click()
     deadline = time.monotonic() + 30
     while not (downloads / "swapped.mp4").is_file() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert (downloads / "swapped.mp4").read_bytes() == expected.read_bytes()
+    assert_same_video(downloads / "swapped.mp4", expected, again)
     screenshot(driver, tmp_path, "page-video", keep=True)
     assert_only_this_server(driver, page_server)
 
