@@ -2,8 +2,9 @@
 
 The same run as ``ffkit tune --models OUTPUT/models --calib OUTPUT/calibration --validate
 OUTPUT/input.mp4 --source OUTPUT/source.jpg --frames 2 --candidates fp32,int8,fallback
---time-limit 5 --budget OUTPUT/tune/demo-budget.json`` with the demo's detection settings: candidates calibrated on the demo's four
-calibration images, judged on two frames of its video, timed on this machine. It writes
+--time-limit 5 --budget OUTPUT/tune/demo-budget.json`` with the demo's detection settings:
+candidates calibrated on the demo's four calibration images, judged on two frames of its video,
+timed on this machine. It writes
 ``OUTPUT/models/set.json`` (which ``ffkit swap --models OUTPUT/models`` then uses) and the report
 in ``OUTPUT/tune/``. FP16 is left out to keep the step short (on CPUs without native FP16
 arithmetic it is slower than FP32 anyway: ``ffkit tune`` without ``--candidates`` tries it).

@@ -26,15 +26,15 @@ import numpy as np
 
 from ffkit.recipes.errors import FfkitError
 from ffkit.runtime.frame_pipeline import Pipeline
-from ffkit.runtime.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, is_image_path, iter_frames, probe_video, read_image
+from ffkit.runtime.media import is_image_path, is_video_path, iter_frames, probe_video, read_image
 from ffkit.runtime.models import ROLES
 from ffkit.runtime.sessions import SessionPool, check_run, resolve_providers
 
 from .calibration import CalibrationError, CalibrationSet
 
-__all__ = ["RECORDED", "RecordingSession", "record_role_inputs", "calibration_frames"]
+__all__ = ["RecordingSession", "record_role_inputs", "calibration_frames"]
 
-#: How a recorded set names its origin (``CalibrationSet.files[0]`` starts with it).
+#: How a recorded set names its origin (its ``CalibrationSet.files``).
 RECORDED = "recorded in the FP32 pipeline"
 #: Frames taken from each calibration video (evenly spread over its first ``VIDEO_SCAN`` frames, or all it has).
 VIDEO_FRAMES = 8
@@ -70,11 +70,10 @@ def calibration_frames(folder: Path) -> list[tuple[str, np.ndarray]]:
     :data:`VIDEO_FRAMES` frames of each video in it; unreadable files are skipped."""
     frames: list[tuple[str, np.ndarray]] = []
     for path in sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".")):
-        suffix = path.suffix.lower()
         try:
-            if suffix in IMAGE_SUFFIXES and is_image_path(path):
+            if is_image_path(path):
                 frames.append((path.name, read_image(path)))
-            elif suffix in VIDEO_SUFFIXES:
+            elif is_video_path(path):
                 step = max(1, min(probe_video(path).frame_count or VIDEO_SCAN, VIDEO_SCAN) // VIDEO_FRAMES)
                 for k, frame in enumerate(iter_frames(path)):
                     if k >= step * VIDEO_FRAMES:
@@ -87,17 +86,17 @@ def calibration_frames(folder: Path) -> list[tuple[str, np.ndarray]]:
 
 
 def record_role_inputs(selection, options, source_image: np.ndarray, calib: Path, *, source_name: str = "source",
-                       roles: Sequence[str] | None = None,
-                       limit: int = 32, sources_per_frame: int = 1, on_step: Callable[[str], None] = lambda message: None
-                       ) -> dict[str, CalibrationSet]:
+                       roles: Sequence[str] | None = None, limit: int = 32, sources_per_frame: int = 1,
+                       on_step: Callable[[str], None] = lambda message: None) -> dict[str, CalibrationSet]:
     """Run the FP32 pipeline of ``selection`` (a :class:`~ffkit.runtime.models.ModelSelection`)
     with the swap ``options`` (:class:`~ffkit.runtime.frame_pipeline.SwapOptions`) on the
     images and videos of ``calib`` and return, per role in ``roles`` (default: every role the
     selection uses), the inputs its model received: a :class:`CalibrationSet` of at most
     ``limit`` batch-1 samples, in the order they were run. ``source_image``: the swap's source
-    face (``H x W x 3`` uint8 BGR; ``source_name`` names it in errors); the largest face of every calibration image is a source
-    too: frame ``i`` is swapped with ``sources_per_frame`` sources taken in turn from the
-    ``i``-th on (the given face first, then each image's), never with its own face (more
+    face (``H x W x 3`` uint8 BGR; ``source_name`` names it in errors); the largest face of
+    every calibration image is a source too: frame ``i`` is swapped with ``sources_per_frame``
+    sources taken in turn from the ``i``-th on (the given face first, then each image's), never
+    with its own face (more
     identities for the swapper; the detector sees each frame once more). A role that received
     nothing (no face was found) is left out.
 

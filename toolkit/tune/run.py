@@ -99,8 +99,8 @@ def run_tune(req: TuneRequest, on_step: Callable[[str], None] = lambda message: 
         raise FfkitError(f"--roles {','.join(req.roles)}: none of these roles is in the set of {models}")
     notes: list[str] = []
     cands: dict[str, list[Candidate]] = {}
-    calibrations = _calibrations(req, reference, [role for role, _ in roles], notes, on_step) \
-        if {"int8", "fallback"} & set(req.kinds) else {}
+    calibrations, origins = _calibrations(req, reference, [role for role, _ in roles], notes, on_step) \
+        if {"int8", "fallback"} & set(req.kinds) else ({}, {})
     for role, ref in roles:
         base = Candidate(role, "fp32", ref.path, ref.recipe.name, passed=True, reason="reference")
         cands[role], more = plain_candidates(cache, base, req.kinds, calibrations.get(role), on_step, time_left)
@@ -143,8 +143,7 @@ def run_tune(req: TuneRequest, on_step: Callable[[str], None] = lambda message: 
     result = TuneResult(chosen, cands, final, reference, budgets, outcome.method, checks, ranking, notes,
                         time.monotonic() - start, cache)
     result.uniform = _uniform_sets(judge, cands)
-    result.calibration = {role: {**c.summary(), "from": c.files[0] if _recorded(c) else f"the images of {req.calib}"}
-                          for role, c in calibrations.items()}
+    result.calibration = {role: {**c.summary(), "from": origins[role]} for role, c in calibrations.items()}
     result.seconds = time.monotonic() - start
     return result
 
@@ -188,29 +187,27 @@ def _session(settings):
                          provider_options=tuple(settings.provider_options))
 
 
-def _calibrations(req: TuneRequest, reference: ModelSet, roles: list[str], notes: list[str], on_step) -> dict:
+def _calibrations(req: TuneRequest, reference: ModelSet, roles: list[str], notes: list[str],
+                  on_step) -> tuple[dict, dict]:
     """Per role, the INT8 calibration set: the inputs the FP32 pipeline gave the role's model on
     ``req.calib`` (:func:`~ffkit.validation.pipeline_calibration.record_role_inputs`), or, for a
-    role that got none (no face found), the calibration folder read as ``ffkit quantize`` reads it."""
+    role that got none (no face found), the calibration folder read as ``ffkit quantize`` reads it.
+    Returns ``(sets, where each came from)``, both by role."""
     from ffkit.runtime.media import read_image
     from ffkit.validation.calibration import load_calibration
     from ffkit.validation.pipeline_calibration import record_role_inputs
 
     recorded = record_role_inputs(reference.selection, req.settings.options, read_image(req.source), Path(req.calib),
                                   source_name=str(req.source), roles=roles, limit=req.calib_samples, on_step=on_step)
+    origins = {role: c.files[0] for role, c in recorded.items()}
     for role in roles:
         if role not in recorded:
             ref = getattr(reference.selection, role)
             notes.append(f"{role}: the pipeline gave it no input on {req.calib} (no face found); calibrated on "
                          "the images as ffkit quantize reads them")
             recorded[role] = load_calibration(ref.recipe, req.calib, samples=req.calib_samples)
-    return recorded
-
-
-def _recorded(calibration) -> bool:
-    from ffkit.validation.pipeline_calibration import RECORDED
-
-    return bool(calibration.files) and calibration.files[0].startswith(RECORDED)
+            origins[role] = f"the images of {req.calib}"
+    return recorded, origins
 
 
 def _best_int8(cs: Sequence[Candidate], judge: Judge, role: str):
@@ -245,7 +242,8 @@ def _worth_their_cost(options: dict, ref_seconds: float, by_key: dict, notes: li
         return options
     kept = {}
     for role, opts in options.items():
-        kept[role] = [o for i, o in enumerate(opts) if i == 0 or opts[0].seconds - o.seconds >= MIN_GAIN_SHARE * ref_seconds]
+        floor = MIN_GAIN_SHARE * ref_seconds
+        kept[role] = [o for i, o in enumerate(opts) if i == 0 or opts[0].seconds - o.seconds >= floor]
         dropped = [by_key[o.key].label for o in opts if o not in kept[role]]
         if dropped:
             notes.append(f"{role}: {', '.join(dropped)} pass but would save under {MIN_GAIN_SHARE:.0%} of the frame "
